@@ -1,0 +1,1 @@
+"""ftlab backend ``local_peft``: transformers + peft LoRA tuning and prediction."""

@@ -1,0 +1,71 @@
+"""``ftlab [overrides]``: compose with Hydra, check the config, run the experiment."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Sequence
+
+HYDRA_FLAGS_NO_CHECK = {"-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i",
+                        "--shell-completion", "-sc", "--version"}
+
+
+def _overrides(args: Sequence[str]) -> list[str]:
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in ("--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-dir", "-cd",
+                 "--config-path", "-cp", "--experimental-rerun"):
+            skip = True
+            continue
+        if not a.startswith("-"):
+            out.append(a)
+    return out
+
+
+def main(args: Sequence[str]) -> int:
+    import hydra
+
+    from ftlab.config.compose import ConfigError, compose, install_resolvers, register_schemas
+    from ftlab.paths import ProjectNotFound, project_root
+    from ftlab.plugins import PluginError, get_plugins
+
+    logging.basicConfig(level=logging.INFO, format="[ftlab] %(message)s")
+    try:
+        plugins = get_plugins()
+        conf_dir = project_root() / "conf"
+        if not HYDRA_FLAGS_NO_CHECK.intersection(args):
+            # Check the whole config before Hydra starts, so a typo gets a named key and a
+            # suggestion instead of a stack trace, and nothing is created.
+            from ftlab.config.compose import validate
+
+            validate(compose(_overrides(args), plugins))
+        register_schemas(plugins)
+        install_resolvers()
+    except (ConfigError, PluginError, ProjectNotFound) as exc:
+        print(f"ftlab: config error: {exc}", file=sys.stderr)
+        return 2
+
+    def task(cfg) -> float:
+        from ftlab.data import DataError
+        from ftlab.runner import StageError, run
+        from ftlab.tracking.mlflow_tracker import TrackingError
+
+        try:
+            return run(cfg)
+        except (DataError, ConfigError, StageError, TrackingError, PluginError) as exc:
+            print(f"ftlab: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    app = hydra.main(config_path=str(conf_dir), config_name="config", version_base="1.3")(task)
+    saved = sys.argv
+    sys.argv = ["ftlab", *args]
+    try:
+        app()
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    finally:
+        sys.argv = saved
+    return 0

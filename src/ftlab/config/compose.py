@@ -1,0 +1,143 @@
+"""Compose and validate configs: Hydra's ConfigStore holds the schemas, errors get a did-you-mean."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from typing import Any, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab.config.run import RunConfig
+from ftlab.plugins import did_you_mean
+
+SCHEMA_NAME = "ftlab_schema"
+
+
+class ConfigError(ValueError):
+    """A config that does not fit the schemas (unknown key, wrong type, bad value)."""
+
+
+def register_schemas(plugins) -> None:
+    """Store the run schema, every backend schema and plugin configs in Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name=SCHEMA_NAME, node=RunConfig)
+    for info in plugins.backends().values():
+        cs.store(group="backend", name=info.name, node=info.schema)
+
+    def store(group: str, name: str, node: Any) -> None:
+        cs.store(group=group, name=name, node=node)
+
+    plugins.register_configs(store)
+
+
+def _schema_keys(path: str, plugins) -> list[str]:
+    """Valid sibling keys at a dotted ``path`` (``train.lora``), from the dataclass schemas."""
+    node: Any = RunConfig
+    parts = [p for p in path.split(".") if p]
+    for i, part in enumerate(parts):
+        if part == "backend" and i == 0:
+            node = None
+            continue
+        if node is None:
+            return []
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields:
+            return []
+        node = _dataclass_of(node, part)
+    if node is None and parts == ["backend"]:
+        keys: set[str] = set()
+        for info in plugins.backends().values():
+            keys |= {f.name for f in dataclasses.fields(info.schema)}
+        return sorted(keys)
+    return [f.name for f in dataclasses.fields(node)] if node is not None else []
+
+
+def _dataclass_of(cls: type, field_name: str) -> Optional[type]:
+    import typing
+
+    hint = typing.get_type_hints(cls).get(field_name)
+    return hint if dataclasses.is_dataclass(hint) else None
+
+
+def explain(exc: BaseException, plugins=None) -> str:
+    """One paragraph for a composition/validation error, with the dotted key and a suggestion."""
+    chain, e = [], exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    text = "\n".join(str(x) for x in chain)
+    key_m = re.search(r"full_key:\s*(\S+)", text)
+    miss = re.search(r"Key '([^']+)' not in '(\w+)'", text) or re.search(
+        r"Key '([^']+)' is not in struct", text)
+    if key_m and miss:
+        full = key_m.group(1)
+        parent, _, leaf = full.rpartition(".")
+        hint = ""
+        if plugins is not None:
+            close = difflib.get_close_matches(leaf, _schema_keys(parent, plugins), n=1, cutoff=0.6)
+            hint = f"; did you mean '{f'{parent}.' if parent else ''}{close[0]}'?" if close else ""
+        where = re.search(r"^In '([^']+)'", text, re.M)
+        src = f" (set in config file '{where.group(1)}')" if where and where.group(1) != "config" else ""
+        return f"unknown config key '{full}'{hint}{src}"
+    if key_m:
+        why = re.search(r"^((?:Value|Invalid value) '(?!\$VALUE).*)$", text, re.M)
+        detail = why.group(1).strip() if why else text.splitlines()[0].strip()
+        return f"invalid value for config key '{key_m.group(1)}': {detail}"
+    group = re.search(r"Could not find '([^']+)'", text)
+    if group:
+        grp, _, name = group.group(1).rpartition("/")
+        opts_m = re.search(r"Available options in '[^']*':\n((?:\t.*\n?)*)", text)
+        opts = opts_m.group(1).split() if opts_m else []
+        hint = did_you_mean(name, opts) if opts else ""
+        return (f"unknown option {name!r} for config group '{grp or name}'{hint}"
+                + (f" (available: {', '.join(opts)})" if opts else ""))
+    return str(chain[-1] if len(chain) > 1 and isinstance(chain[0], ConfigError) else exc).strip()
+
+
+def validate(cfg: DictConfig | dict) -> RunConfig:
+    """Build the typed :class:`RunConfig` (running every ``__post_init__`` check)."""
+    node = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg.copy()
+    with_flags = OmegaConf.to_container(node, resolve=False)  # drop hydra's own node
+    if isinstance(with_flags, dict):
+        with_flags.pop("hydra", None)
+    if not OmegaConf.is_config(node) or OmegaConf.get_type(node) is not RunConfig:
+        node = OmegaConf.merge(OmegaConf.structured(RunConfig), with_flags)
+    elif "hydra" in node:
+        OmegaConf.set_struct(node, False)
+        node.pop("hydra")
+    try:
+        return OmegaConf.to_object(node)
+    except Exception as exc:
+        raise ConfigError(explain(exc)) from exc
+
+
+def compose(overrides: Sequence[str] = (), plugins=None, return_hydra_config: bool = False) -> DictConfig:
+    """Compose ``conf/config.yaml`` + overrides, as ``ftlab`` does (outside a Hydra app)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ftlab.paths import project_root
+    from ftlab.plugins import get_plugins
+
+    plugins = plugins or get_plugins()
+    register_schemas(plugins)
+    install_resolvers()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(project_root() / "conf"), version_base="1.3"):
+            return hydra_compose("config", overrides=list(overrides),
+                                 return_hydra_config=return_hydra_config)
+    except Exception as exc:
+        raise ConfigError(explain(exc, plugins)) from exc
+
+
+def install_resolvers() -> None:
+    from ftlab.paths import project_root
+
+    if not OmegaConf.has_resolver("ftlab_root"):
+        OmegaConf.register_new_resolver("ftlab_root", lambda: str(project_root()))

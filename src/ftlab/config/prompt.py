@@ -1,0 +1,34 @@
+"""Schema of the ``prompt`` group: one template for every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class PromptConfig:
+    """The instruction, label list and input, rendered the same way for every backend."""
+
+    name: str = "classify"
+    """Short name of the prompt."""
+    template: str = "{labels}\n{text}"
+    """Python format string with `{labels}` (the rendered label list) and `{text}` (the input)."""
+    label_line: str = "- {label}"
+    """How one label is rendered inside `{labels}`."""
+    system: str = ""
+    """System message for chat models; empty = the model's default."""
+    max_input_tokens: int = 256
+    """Keep at most this many tokens of the input text (model tokenizer); 0 = no limit."""
+    max_input_chars: int = 0
+    """Keep at most this many characters of the input text (remote backends); 0 = no limit."""
+    truncation_side: str = "right"
+    """right = keep the beginning of the text, left = keep the end."""
+    use_chat_template: bool = True
+    """Wrap the prompt in the model's chat template when it has one."""
+
+    def __post_init__(self) -> None:
+        if self.truncation_side not in ("left", "right"):
+            raise ValueError("prompt.truncation_side must be 'left' or 'right'")
+        for key in ("{labels}", "{text}"):
+            if key not in self.template:
+                raise ValueError(f"prompt.template must contain {key}")

@@ -1,0 +1,59 @@
+"""The top-level run schema: one field per config group plus run-wide keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, List, Optional
+
+from omegaconf import MISSING
+
+from ftlab.config.data import DataConfig
+from ftlab.config.eval import EvalConfig
+from ftlab.config.model import ModelConfig
+from ftlab.config.prompt import PromptConfig
+from ftlab.config.tracking import TrackingConfig
+from ftlab.config.train import TrainConfig
+
+
+class Stage(Enum):
+    evaluate_base = "evaluate_base"  # predict + score with the untuned model
+    train = "train"  # tune the model
+    evaluate_tuned = "evaluate_tuned"  # predict + score with the tuned model
+    compare = "compare"  # paired base-vs-tuned statistics
+
+
+@dataclass
+class BackendConfig:
+    """Fields every backend schema has; each backend extends this with its own options."""
+
+    name: str = MISSING
+    """Registered backend name (see `ftlab plugins`)."""
+
+
+@dataclass
+class RunConfig:
+    """One experiment run."""
+
+    experiment: str = "default"
+    """Experiment name: MLflow experiment and output folder."""
+    stages: List[Stage] = field(default_factory=lambda: list(Stage))
+    """Stages to run, in this order."""
+    seed: int = 42
+    """Global seed (Python, NumPy, torch)."""
+    resume: Optional[str] = None
+    """Resume an interrupted run: its output folder (re-attaches to remote jobs)."""
+    backend: Any = MISSING
+    """Where training and prediction run; schema chosen by `backend.name`."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The model to start from."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Data splits and label set."""
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    """Prompt template."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Tuning method and hyperparameters."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation settings."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """MLflow settings."""

@@ -1,0 +1,65 @@
+"""Schema of the ``train`` group: tuning method and hyperparameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import List
+
+
+class TrainMethod(Enum):
+    lora = "lora"  # LoRA adapters on the target modules
+    none = "none"  # no tuning (evaluate the base model only)
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapter shape."""
+
+    r: int = 16
+    """Rank of the update matrices."""
+    alpha: int = 32
+    """Scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the adapter input."""
+    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Module names to adapt."""
+
+
+@dataclass
+class TrainConfig:
+    """How to tune."""
+
+    method: TrainMethod = TrainMethod.lora
+    """lora or none."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA shape (method=lora)."""
+    epochs: float = 1.0
+    """Passes over the training split (ignored when max_steps > 0)."""
+    max_steps: int = -1
+    """Optimizer steps; -1 = derive from epochs."""
+    learning_rate: float = 2e-4
+    """Peak learning rate."""
+    lr_scheduler: str = "linear"
+    """Learning-rate schedule (transformers names: linear, cosine, constant …)."""
+    warmup_ratio: float = 0.05
+    """Fraction of steps spent warming up."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    batch_size: int = 4
+    """Examples per device step."""
+    gradient_accumulation_steps: int = 1
+    """Steps accumulated per optimizer step."""
+    logging_steps: int = 5
+    """Log train/loss every N optimizer steps."""
+    eval_loss: bool = False
+    """Compute eval/loss on the eval split at the end of each epoch (costs time)."""
+    seed: int = 42
+    """Seed for shuffling, dropout and adapter initialisation."""
+
+    def __post_init__(self) -> None:
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise ValueError("train.epochs must be > 0 unless train.max_steps > 0")
+        for key in ("batch_size", "gradient_accumulation_steps", "logging_steps"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"train.{key} must be >= 1")

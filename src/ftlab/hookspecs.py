@@ -1,0 +1,52 @@
+"""Every ftlab hook. A plugin implements some of them with ``@ftlab.hookimpl``.
+
+Hooks grow only by adding arguments; an implementation may take fewer arguments than its spec
+(pluggy's opt-in arguments), so existing plugins keep working.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("ftlab")
+
+
+@hookspec
+def ftlab_register_backends(register):
+    """Offer backends: call ``register(name, factory, schema)`` once for each.
+
+    :param register: takes a backend name (``[a-z0-9_]+``), a factory ``factory(cfg, ctx)``
+        returning an object that satisfies :class:`ftlab.contract.Backend`, and the backend's
+        config dataclass (a subclass of :class:`ftlab.config.BackendConfig` whose ``name``
+        defaults to the backend name). The schema is stored as config option ``backend/<name>``.
+    Called once when the plugin manager starts, before any config is composed.
+    """
+
+
+@hookspec
+def ftlab_register_configs(store):
+    """Add config options (e.g. ``model/<name>``) to Hydra's ConfigStore.
+
+    :param store: ``store(group, name, node)``; ``node`` is a dataclass instance or a dict.
+    Called once at startup, after ``ftlab_register_backends``.
+    """
+
+
+@hookspec
+def ftlab_run_started(cfg, run_dir):
+    """A run has started and its output folder exists.
+
+    :param cfg: the validated run config (``ftlab.config.RunConfig``).
+    :param run_dir: ``pathlib.Path`` of the run's output folder.
+    """
+
+
+@hookspec
+def ftlab_run_finished(cfg, run_dir, summary):
+    """A run has ended (successfully or not).
+
+    :param cfg: the validated run config.
+    :param run_dir: the run's output folder.
+    :param summary: ``dict`` of the headline metrics (empty on failure) plus ``status``
+        (``FINISHED`` or ``FAILED``) and ``error`` (the message, when failed).
+    """

@@ -1,0 +1,56 @@
+"""Provenance of a run: hashes, versions, git state, seeds."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import platform
+import subprocess
+import sys
+from typing import Any
+
+from ftlab.paths import project_root
+
+_DISTS = ("ftlab", "ftlab-local-peft", "ftlab-bqml", "torch", "transformers", "peft", "accelerate",
+          "hydra-core", "omegaconf", "mlflow", "google-cloud-bigquery", "numpy", "scikit-learn")
+
+
+def git_state() -> dict[str, Any]:
+    root = project_root()
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    sha = git("rev-parse", "HEAD")
+    return {"sha": sha or "unknown", "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in _DISTS:
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def build(config_yaml: str, splits: dict, prompt, labels, cfg) -> dict[str, Any]:
+    return {
+        "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),
+        "data": {name: {"path": str(s.path), "sha256": s.sha256, "rows": len(s.examples)}
+                 for name, s in splits.items()},
+        "prompt_sha256": prompt.sha256,
+        "label_set_sha256": hashlib.sha256("\n".join(labels).encode()).hexdigest(),
+        "labels": list(labels),
+        "seeds": {"run": cfg.seed, "train": cfg.train.seed, "bootstrap": cfg.eval.bootstrap_seed},
+        "git": git_state(),
+        "versions": versions(),
+        "platform": {"machine": platform.machine(), "system": platform.system(),
+                     "node": platform.node()},
+        "command": sys.argv,
+    }

@@ -1,0 +1,248 @@
+"""The run: validate → load data → start tracking → stages → closing table.
+
+Stages run in the configured order: ``evaluate_base``, ``train``, ``evaluate_tuned``, ``compare``.
+Each finished stage is recorded in ``<run_dir>/state.json``; ``resume=<run_dir>`` skips finished
+stages (predictions are read back from the folder) and continues the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab import evaluate as ev
+from ftlab import manifest, plots
+from ftlab.config import RunConfig, Stage
+from ftlab.config.compose import validate
+from ftlab.contract import Decoding, ModelRef, Prediction, Predictions, RunContext, TrainJob
+from ftlab.data import load_splits
+from ftlab.plugins import get_plugins
+from ftlab.prompt import make_prompt
+from ftlab.tracking.mlflow_tracker import Tracker, flatten
+
+log = logging.getLogger("ftlab")
+
+
+class StageError(RuntimeError):
+    pass
+
+
+def _decoding(cfg: RunConfig) -> Decoding:
+    d = cfg.eval.decoding
+    return Decoding(mode=d.mode.value, max_new_tokens=d.max_new_tokens, temperature=d.temperature,
+                    top_p=d.top_p, batch_size=d.batch_size)
+
+
+def _ref_to_json(ref: ModelRef) -> dict:
+    return {"backend": ref.backend, "kind": ref.kind, "uri": ref.uri, "extra": dict(ref.extra)}
+
+
+def _load_predictions(path: Path, ref: ModelRef) -> Predictions:
+    items = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        items.append(Prediction(id=r["id"], raw_text=r["raw_text"], scores=r.get("scores"),
+                                status=r.get("status", ""), latency_s=r.get("latency_s", 0.0),
+                                prompt_tokens=r.get("prompt_tokens", 0),
+                                output_tokens=r.get("output_tokens", 0)))
+    return Predictions(model=ref, items=tuple(items))
+
+
+class Run:
+    """State of one run; ``execute`` does the work."""
+
+    def __init__(self, cfg: RunConfig, resolved_yaml: str, run_dir: Path, plugins=None) -> None:
+        self.cfg, self.yaml, self.run_dir = cfg, resolved_yaml, run_dir
+        self.plugins = plugins or get_plugins()
+        self.stages = [s.value for s in cfg.stages]
+        self.state_path = run_dir / "state.json"
+        self.state: dict[str, Any] = (json.loads(self.state_path.read_text())
+                                      if self.state_path.exists() else {})
+        self.scored: dict[tuple[str, str], ev.Scored] = {}
+        self.comparisons: dict[str, Any] = {}
+        self.history: list = []
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        self.state_path.write_text(json.dumps(self.state, indent=1))
+
+    def _evaluate(self, stage: str, ref: ModelRef) -> None:
+        cfg = self.cfg
+        for split in cfg.eval.splits:
+            key = f"{stage}/{split}"
+            out = self.run_dir / "eval" / stage / split
+            examples = self.splits[split].examples
+            if key in self.state.get("evaluated", []) and (out / "predictions.jsonl").exists():
+                preds = _load_predictions(out / "predictions.jsonl", ref)
+                log.info("resume: %s predictions read back from %s", key, out)
+            else:
+                t0 = time.perf_counter()
+                preds = self.backend.predict(ref, examples, self.prompt, _decoding(cfg))
+                self.tracker.log_metrics({f"time/predict_{stage}_{split}_s": time.perf_counter() - t0})
+                self.tracker.log_metrics({f"{k}/{stage}/{split}" if "/" in k else k: v
+                                          for k, v in preds.metrics.items()})
+            scored = ev.score(stage, split, examples, preds, self.prompt, cfg.eval.lenient)
+            self.scored[(stage, split)] = scored
+            self.tracker.log_metrics(ev.metric_dict(scored, self.prompt.labels))
+            for f in ev.write_files(scored, examples, self.prompt.labels, out):
+                self.tracker.log_artifact(f, f"eval/{stage}/{split}")
+            native = getattr(self.backend, "native_evaluate", None)
+            if native is not None and key not in self.state.get("native", []):
+                nm = native(ref, examples, self.prompt)
+                self.tracker.log_metrics({f"native/{stage}/{split}/{k}": v for k, v in nm.items()})
+                self.state.setdefault("native", []).append(key)
+            if key not in self.state.setdefault("evaluated", []):
+                self.state["evaluated"].append(key)
+            self._save_state()
+
+    def _train(self) -> ModelRef:
+        if "trained" in self.state:
+            log.info("resume: training already finished, adapter %s", self.state["trained"]["uri"])
+            return ModelRef(**self.state["trained"])
+        out = self.run_dir / "train"
+        out.mkdir(parents=True, exist_ok=True)
+        job = TrainJob(train=self.splits["train"].examples,
+                       eval=self.splits[self.cfg.eval.splits[0]].examples,
+                       prompt=self.prompt, out_dir=out)
+        t0 = time.perf_counter()
+        trained = self.backend.train(job)
+        self.tracker.log_metrics({"time/train_wall_s": time.perf_counter() - t0, **trained.metrics})
+        self.history = list(trained.history)
+        (out / "history.json").write_text(json.dumps(self.history, indent=1))
+        png = plots.loss_png(self.history, out / "loss.png")
+        for f in [out / "history.json", png]:
+            if f is not None:
+                self.tracker.log_artifact(f, "train")
+        if self.cfg.tracking.log_adapter:
+            for a in trained.artifacts:
+                self.tracker.log_artifact(Path(a), "model")
+        self.state["trained"] = _ref_to_json(trained.model)
+        self._save_state()
+        return trained.model
+
+    def _compare(self) -> None:
+        from ftlab.metrics.compare import paired_compare
+
+        for split in self.cfg.eval.splits:
+            base, tuned = self.scored.get(("base", split)), self.scored.get(("tuned", split))
+            if base is None or tuned is None:
+                raise StageError("stage 'compare' needs 'evaluate_base' and 'evaluate_tuned' "
+                                 "in the same run (or a resumed run that has both)")
+            c = paired_compare(base.y_true, base.y_pred, tuned.y_pred, self.prompt.labels,
+                               self.cfg.eval.bootstrap_samples, self.cfg.eval.bootstrap_seed,
+                               self.cfg.eval.confidence)
+            self.comparisons[split] = c
+            metrics = {f"compare/{split}/{k}": v for k, v in c.metrics().items()}
+            if base.lenient and tuned.lenient:
+                metrics[f"compare/{split}/lenient_macro_f1_delta"] = (tuned.lenient.macro_f1
+                                                                       - base.lenient.macro_f1)
+            self.tracker.log_metrics(metrics)
+            out = self.run_dir / "compare" / split
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / "per_class_delta.csv"
+            with path.open("w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(["label", "support", "base_f1", "tuned_f1", "delta"])
+                for lab in self.prompt.labels:
+                    b, t = base.strict.per_class[lab], tuned.strict.per_class[lab]
+                    w.writerow([lab, b.support, f"{b.f1:.6f}", f"{t.f1:.6f}", f"{t.f1 - b.f1:+.6f}"])
+            (out / "comparison.json").write_text(json.dumps(c.__dict__, indent=1))
+            png = plots.f1_bars_png(
+                self.prompt.labels,
+                {"base": [base.strict.per_class[x].f1 for x in self.prompt.labels],
+                 "tuned": [tuned.strict.per_class[x].f1 for x in self.prompt.labels]},
+                out / "per_class_f1.png", f"per-class F1 on {split}: base vs tuned")
+            for f in (path, out / "comparison.json", png):
+                self.tracker.log_artifact(f, f"compare/{split}")
+
+    # -- the run -----------------------------------------------------------------------------------
+    def execute(self) -> float:
+        cfg = self.cfg
+        info = self.plugins.backend(cfg.backend.name)
+        self.splits = load_splits(cfg.data, cfg.eval.splits, need_train="train" in self.stages)
+        self.prompt = make_prompt(cfg.prompt, cfg.data.labels)
+        random.seed(cfg.seed)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(self.yaml)
+        man = manifest.build(self.yaml, self.splits, self.prompt, cfg.data.labels, cfg)
+        (self.run_dir / "manifest.json").write_text(json.dumps(man, indent=1))
+        (self.run_dir / "labels.json").write_text(json.dumps(ev.slug_map(cfg.data.labels), indent=1))
+        t = cfg.tracking
+        self.tracker = Tracker(self.run_dir, t.enabled, t.uri, t.experiment_name or cfg.experiment,
+                               t.run_name or f"{cfg.experiment}-{cfg.model.name}-{self.run_dir.name}")
+        self.tracker.start({"ftlab.backend": cfg.backend.name, "ftlab.model": cfg.model.name,
+                            "ftlab.run_dir": str(self.run_dir), "mlflow.source.git.commit":
+                            man["git"]["sha"], "ftlab.prompt_sha256": man["prompt_sha256"],
+                            "ftlab.label_set_sha256": man["label_set_sha256"]},
+                           resume=bool(cfg.resume))
+        self.plugins.run_started(cfg, self.run_dir)
+        try:
+            if "params_logged" not in self.state:
+                self.tracker.log_params(flatten(OmegaConf.to_container(OmegaConf.create(self.yaml))))
+                self.state["params_logged"] = True
+            for f in ("config.yaml", "manifest.json", "labels.json"):
+                self.tracker.log_artifact(self.run_dir / f)
+            ctx = RunContext(self.run_dir, self.tracker.log_metrics, self.tracker.set_tags,
+                             self.tracker.log_artifact)
+            self.backend = info.factory(cfg, ctx)
+            tuned: Optional[ModelRef] = (ModelRef(**self.state["trained"]) if "trained" in self.state
+                                         else None)
+            for stage in self.stages:
+                log.info("stage %s", stage)
+                if stage == Stage.evaluate_base.value:
+                    self._evaluate("base", self.backend.base_model())
+                elif stage == Stage.train.value:
+                    tuned = self._train()
+                elif stage == Stage.evaluate_tuned.value:
+                    if tuned is None:
+                        raise StageError("stage 'evaluate_tuned' needs a tuned model: add 'train' "
+                                         "to stages or resume a run that trained")
+                    self._evaluate("tuned", tuned)
+                elif stage == Stage.compare.value:
+                    self._compare()
+        except BaseException as exc:
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+            self.tracker.end(status, error=f"{type(exc).__name__}: {exc}")
+            self.plugins.run_finished(cfg, self.run_dir, {"status": status, "error": str(exc)})
+            raise
+        return self._finish()
+
+    def _finish(self) -> float:
+        from ftlab.summary import closing_table
+
+        split = self.cfg.eval.splits[0]
+        base, tuned = self.scored.get(("base", split)), self.scored.get(("tuned", split))
+        headline: dict[str, float] = {}
+        last = tuned or base
+        if last is not None:
+            closing_table(base, tuned, self.prompt.labels, self.comparisons.get(split))
+            headline = {f"{last.stage}_macro_f1": last.strict.macro_f1}
+        self.tracker.end("FINISHED")
+        self.plugins.run_finished(self.cfg, self.run_dir, {"status": "FINISHED", **headline})
+        print(f"run folder: {self.run_dir}")
+        if self.tracker.run_id:
+            print(f"MLflow run: {self.tracker.run_id} ({self.tracker.uri})")
+        return last.strict.macro_f1 if last is not None else 0.0
+
+
+def run(cfg: DictConfig, run_dir: Optional[Path] = None, plugins=None) -> float:
+    """Run one experiment from a composed config; returns the objective (last macro-F1)."""
+    typed = validate(cfg)
+    if typed.resume:
+        run_dir = Path(typed.resume)
+        if not (run_dir / "config.yaml").exists():
+            raise StageError(f"resume={typed.resume}: not a run folder (no config.yaml)")
+    elif run_dir is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("hydra", None)
+    return Run(typed, OmegaConf.to_yaml(plain), run_dir, plugins).execute()

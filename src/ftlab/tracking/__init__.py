@@ -1,0 +1,1 @@
+"""Run recording: MLflow plus the same files in the run's output folder."""

@@ -1,0 +1,166 @@
+"""MLflow tracking with a local mirror: every metric and artifact is also written to the run folder.
+
+Default store: ``sqlite:///<project root>/mlflow.db`` with artifacts under ``<root>/mlartifacts``.
+A set ``MLFLOW_TRACKING_URI`` (or ``tracking.uri``) wins. The server is checked once at start
+(a dead server fails fast, before any work); a logging call that fails later is reported once and
+the run goes on: the run folder keeps everything (``metrics.jsonl``, artifacts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from ftlab.paths import project_root
+
+log = logging.getLogger("ftlab")
+
+
+class TrackingError(RuntimeError):
+    pass
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(configured: Optional[str]) -> str:
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, str]:
+    """``{"train": {"lora": {"r": 16}}}`` → ``{"train.lora.r": "16"}`` (lists as JSON)."""
+    out: dict[str, str] = {}
+    if isinstance(d, Mapping):
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = json.dumps(d) if isinstance(d, (list, tuple)) else str(d)
+    return out
+
+
+class Tracker:
+    """One MLflow run, mirrored to ``run_dir``. Use as a context manager."""
+
+    def __init__(self, run_dir: Path, enabled: bool, uri: Optional[str], experiment: str,
+                 run_name: Optional[str]) -> None:
+        self.run_dir = run_dir
+        self.enabled = enabled
+        self.uri = resolve_tracking_uri(uri) if enabled else ""
+        self.experiment = experiment
+        self.run_name = run_name
+        self.run_id: Optional[str] = None
+        self._client = None
+        self._broken = False
+        self._metrics_file = run_dir / "metrics.jsonl"
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self, tags: Mapping[str, str], resume: bool = False) -> None:
+        """Create the MLflow run (or reopen the one recorded in the run folder when resuming)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.enabled:
+            return
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.uri)
+        recorded = self.run_dir / "mlflow_run.json"
+        if resume and recorded.exists():
+            info = json.loads(recorded.read_text())
+            if info.get("tracking_uri") == self.uri:
+                try:
+                    client.update_run(info["run_id"], status="RUNNING")
+                    self._client, self.run_id = client, info["run_id"]
+                    return
+                except Exception as exc:
+                    raise TrackingError(f"cannot reopen MLflow run {info['run_id']} at {self.uri}: "
+                                        f"{exc}") from None
+        try:
+            exp = client.get_experiment_by_name(self.experiment)
+            if exp is None:
+                location = None
+                if self.uri.startswith("sqlite:///") and self.uri == default_tracking_uri():
+                    location = (project_root() / "mlartifacts").as_uri()
+                exp_id = client.create_experiment(self.experiment, artifact_location=location)
+            else:
+                exp_id = exp.experiment_id
+            run = client.create_run(exp_id, run_name=self.run_name, tags=dict(tags))
+        except Exception as exc:
+            raise TrackingError(f"MLflow tracking server at {self.uri} is not usable: "
+                                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}. Nothing was run. "
+                                f"Start the server, unset MLFLOW_TRACKING_URI to use the local sqlite "
+                                f"store, or pass tracking.enabled=false.") from None
+        self._client, self.run_id = client, run.info.run_id
+        (self.run_dir / "mlflow_run.json").write_text(json.dumps(
+            {"run_id": self.run_id, "experiment_id": exp_id, "tracking_uri": self.uri}, indent=1))
+
+    def end(self, status: str = "FINISHED", error: Optional[str] = None) -> None:
+        if error:
+            (self.run_dir / "error.txt").write_text(error)
+        if self._client is None:
+            return
+        if error:
+            self._call("set_tag", self.run_id, "error", error[:5000])
+        self._call("set_terminated", self.run_id, status=status)
+
+    # -- logging -----------------------------------------------------------------------------------
+    def _call(self, method: str, *args, **kwargs) -> None:
+        if self._client is None or self._broken:
+            return
+        try:
+            getattr(self._client, method)(*args, **kwargs)
+        except Exception as exc:  # keep the run going; the run folder has everything
+            self._broken = True
+            log.warning("MLflow logging failed (%s: %s); continuing, everything is kept in %s",
+                        type(exc).__name__, str(exc)[:200], self.run_dir)
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self._call("log_batch", self.run_id, params=items[i:i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        with self._metrics_file.open("a") as fh:
+            fh.write(json.dumps({"step": step, "time": time.time(), **clean}) + "\n")
+        if self._client is None:
+            return
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, v, ts, step or 0) for k, v in clean.items()]
+        for i in range(0, len(items), 1000):
+            self._call("log_batch", self.run_id, metrics=items[i:i + 1000])
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        with (self.run_dir / "tags.json").open("a") as fh:
+            fh.write(json.dumps(dict(tags)) + "\n")
+        if self._client is None:
+            return
+        from mlflow.entities import RunTag
+
+        self._call("log_batch", self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
+        """Upload a file or folder. Files outside the run folder are first copied into it."""
+        path = Path(path)
+        try:
+            path.resolve().relative_to(self.run_dir.resolve())
+        except ValueError:
+            dest = self.run_dir / (artifact_path or "") / path.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                shutil.copytree(path, dest, dirs_exist_ok=True)
+            else:
+                shutil.copy2(path, dest)
+        if path.is_dir():
+            self._call("log_artifacts", self.run_id, str(path),
+                       artifact_path=f"{artifact_path}/{path.name}" if artifact_path else path.name)
+        else:
+            self._call("log_artifact", self.run_id, str(path), artifact_path=artifact_path)
