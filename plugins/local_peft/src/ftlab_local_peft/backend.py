@@ -1,0 +1,168 @@
+"""The ``local_peft`` backend: LoRA tuning and prediction with transformers + peft.
+
+The base model and tokenizer are loaded once per backend instance. Training wraps the base with
+peft in place; from then on base predictions run under ``disable_adapter()`` and tuned ones with
+the adapter active, so evaluate_base → train → evaluate_tuned loads the weights once. A tuned
+:class:`~ftlab.contract.ModelRef` names its adapter folder, which a new process loads with
+``PeftModel.from_pretrained`` (for ``tiny_random`` the folder also holds the tokenizer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ftlab.contract import Example, ModelRef, Prediction, Predictions, TrainedModel, TrainJob
+from ftlab_local_peft import encoding, inference, loading, training
+
+NAME = "local_peft"
+TINY_TOKENIZER_DIR = "tiny_tokenizer"
+
+
+class LocalPeftBackend:
+    """Satisfies :class:`ftlab.contract.Backend`; built by the plugin's factory ``(cfg, ctx)``."""
+
+    def __init__(self, cfg, ctx):
+        self.cfg, self.ctx = cfg, ctx
+        bc = cfg.backend
+        if bc.num_threads > 0:
+            torch.set_num_threads(bc.num_threads)
+        self.device = loading.resolve_device(bc.device)
+        self.rt = inference.Runtime(self.device, bc.bf16_autocast and loading.bf16_supported(self.device),
+                                    bc.progress)
+        self.source = loading.enum_value(cfg.model.source)
+        self._tok = None
+        self._base = None
+        self._peft = None
+        self._adapters: dict[str, str] = {}
+        self._load_s = 0.0
+        self._load_reported = False
+
+    # ------------------------------------------------------------------ loading
+    def _tiny_corpus(self, examples: Sequence[Example], prompt) -> list[str]:
+        texts = [ex.text for ex in examples] + [ex.label for ex in examples]
+        if prompt is not None:
+            texts += list(prompt.labels) + [prompt.template, prompt.system]
+        return texts + list(self.cfg.data.labels)
+
+    def _saved_tokenizer(self, ref: ModelRef | None) -> Path | None:
+        if self.source != loading.SOURCE_TINY:
+            return None
+        if ref is not None and ref.kind == "tuned" and ref.uri and (Path(ref.uri) / "tokenizer.json").is_file():
+            return Path(ref.uri)
+        run_tok = Path(self.ctx.run_dir) / TINY_TOKENIZER_DIR
+        return run_tok if (run_tok / "tokenizer.json").is_file() else None
+
+    def _ensure_loaded(self, examples: Sequence[Example] = (), prompt=None, ref: ModelRef | None = None):
+        saved = self._saved_tokenizer(ref)
+        if self._tok is not None:
+            if saved is not None and ref is not None and ref.kind == "tuned":
+                other = loading.load_tokenizer(self.cfg.model, saved=saved)
+                if other.get_vocab() != self._tok.get_vocab():
+                    raise ValueError(f"adapter {ref.uri} was trained with another tiny tokenizer")
+            return
+        t0 = time.perf_counter()
+        corpus = self._tiny_corpus(examples, prompt) if self.source == loading.SOURCE_TINY else None
+        tok = loading.load_tokenizer(self.cfg.model, corpus=corpus, saved=saved)
+        if self.source == loading.SOURCE_TINY and saved is None:
+            tok.save_pretrained(Path(self.ctx.run_dir) / TINY_TOKENIZER_DIR)
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        self._tok = tok
+        self.end_id = encoding.end_token_id(tok, self.cfg.backend.end_token)
+        self.pad_id = tok.pad_token_id
+        self._base = loading.load_model(self.cfg.model, self.cfg.backend, self.device, len(tok))
+        self._load_s = time.perf_counter() - t0
+
+    def _load_metrics(self) -> dict[str, float]:
+        if self._load_reported:
+            return {}
+        self._load_reported = True
+        return {"time/load_s": self._load_s}
+
+    def _model_for(self, ref: ModelRef):
+        """(module, context manager) that predicts with ``ref``: the base or one adapter."""
+        if ref.backend != NAME:
+            raise ValueError(f"local_peft cannot predict with a {ref.backend!r} model reference")
+        if ref.kind == "base" or not ref.uri:
+            if self._peft is not None:
+                return self._peft, self._peft.disable_adapter()
+            return self._base, contextlib.nullcontext()
+        key = str(Path(ref.uri).resolve())
+        if key not in self._adapters:
+            if not (Path(key) / "adapter_config.json").is_file():
+                raise FileNotFoundError(f"no peft adapter in {ref.uri}")
+            name = f"adapter{len(self._adapters)}"
+            if self._peft is None:
+                from peft import PeftModel
+
+                self._peft = PeftModel.from_pretrained(self._base, key, adapter_name=name)
+            else:
+                self._peft.load_adapter(key, adapter_name=name)
+            self._adapters[key] = name
+        self._peft.set_adapter(self._adapters[key])
+        self._peft.eval()
+        return self._peft, contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ contract
+    def base_model(self) -> ModelRef:
+        return ModelRef(backend=NAME, kind="base",
+                        extra={"model": self.cfg.model.name, "source": self.source})
+
+    def train(self, job: TrainJob) -> TrainedModel:
+        method = loading.enum_value(self.cfg.train.method)
+        if method == "none":
+            return TrainedModel(model=self.base_model())
+        if method != "lora":
+            raise ValueError(f"local_peft supports train.method lora or none, not {method!r}")
+        self._ensure_loaded(tuple(job.train) + tuple(job.eval), job.prompt)
+        if self._peft is not None:  # a second training in this process: start from the clean base
+            self._base = self._peft.unload()
+            self._peft, self._adapters = None, {}
+        self.ctx.set_tags({"local_peft.device": str(self.device), "local_peft.bf16": str(self.rt.bf16)})
+        model, history, metrics = training.train_lora(
+            self._base, self._tok, job, self.cfg, self.ctx, self.rt, self.end_id, self.pad_id)
+        self._peft = model
+        out = Path(job.out_dir)
+        adapter_dir = out / "adapter"
+        model.save_pretrained(adapter_dir)
+        if self.source == loading.SOURCE_TINY:
+            self._tok.save_pretrained(adapter_dir)
+        self._adapters[str(adapter_dir.resolve())] = "default"
+        shutil.rmtree(out / training.CHECKPOINT_DIR, ignore_errors=True)
+        ref = ModelRef(backend=NAME, kind="tuned", uri=str(adapter_dir),
+                       extra={"model": self.cfg.model.name, "source": self.source})
+        return TrainedModel(model=ref, history=history, metrics={**metrics, **self._load_metrics()},
+                            artifacts=(str(adapter_dir),))
+
+    def predict(self, model: ModelRef, examples: Sequence[Example], prompt: Any,
+                decoding: Any) -> Predictions:
+        self._ensure_loaded(examples, prompt, model)
+        t0 = time.perf_counter()
+        net, mode_ctx = self._model_for(model)
+        tok, bc = self._tok, self.cfg.backend
+        prompts = [encoding.prompt_ids(tok, prompt, ex.text) for ex in examples]
+        mode = loading.enum_value(decoding.mode)
+        if not examples:
+            results = []
+        elif mode == "score_labels":
+            conts = [encoding.label_ids(tok, lab, self.end_id, bc.score_end_token) for lab in prompt.labels]
+            with mode_ctx:
+                results = inference.score_labels(net, prompts, list(prompt.labels), conts, self.pad_id,
+                                                 decoding.batch_size, self.rt, bc.length_normalize)
+        elif mode == "generate":
+            with mode_ctx:
+                results = inference.generate(net, tok, prompts, self.end_id, self.pad_id, decoding,
+                                             self.cfg.seed, self.rt)
+        else:
+            raise ValueError(f"local_peft: unknown decoding mode {mode!r}")
+        items = tuple(Prediction(id=ex.id, **r) for ex, r in zip(examples, results))
+        dt = time.perf_counter() - t0
+        metrics = {"time/predict_s": dt, "time/predict_s_per_example": dt / max(len(examples), 1),
+                   **self._load_metrics()}
+        return Predictions(model=model, items=items, metrics=metrics)

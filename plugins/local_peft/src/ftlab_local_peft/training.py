@@ -1,0 +1,220 @@
+"""LoRA tuning with a plain torch loop (loss on label tokens only), resumable from a checkpoint.
+
+The data order is a pure function of ``(train.seed, epoch)``, so the position in the data is
+derived from the optimizer step; a checkpoint therefore only needs the adapter weights, the
+optimizer and scheduler state, the RNG states and the step. Resuming from it gives the same
+final adapter as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ftlab_local_peft.encoding import collate, make_features
+from ftlab_local_peft.inference import Runtime
+from ftlab_local_peft.loading import autocast
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover
+        pass
+    torch.manual_seed(seed)
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
+                  group_by_length: bool) -> list[list[int]]:
+    """The batches of one epoch: a seeded shuffle; with grouping, similar lengths share a batch."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(len(lengths), generator=g).tolist()
+    if not group_by_length:
+        return [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
+    mega = batch_size * 50
+    batches = []
+    for i in range(0, len(perm), mega):
+        chunk = sorted(perm[i:i + mega], key=lambda k: -lengths[k])
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    return [batches[k] for k in torch.randperm(len(batches), generator=g).tolist()]
+
+
+def _fingerprint(cfg, job) -> str:
+    """What must match for a checkpoint to be resumable (config, data ids, prompt)."""
+    key = json.dumps({"train": dataclasses.asdict(cfg.train), "model": dataclasses.asdict(cfg.model),
+                      "ids": [ex.id for ex in job.train], "prompt": getattr(job.prompt, "sha256", "")},
+                     default=str, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _rng_state() -> dict:
+    import numpy as np
+
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(s: dict) -> None:
+    import numpy as np
+
+    torch.set_rng_state(s["torch"])
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def save_checkpoint(path: Path, model, opt, sched, state: dict) -> None:
+    """Write adapter + optimizer/scheduler/RNG + loop state to ``path`` atomically (tmp + rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp / "adapter")
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state()},
+               tmp / "state.pt")
+    (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def load_checkpoint(path: Path, model, opt, sched, fingerprint: str) -> dict | None:
+    """Restore a matching checkpoint into model/opt/sched and the RNGs; its loop state or None."""
+    meta = path / "trainer_state.json"
+    if not meta.is_file():
+        return None
+    state = json.loads(meta.read_text())
+    if state.get("fingerprint") != fingerprint:
+        import warnings
+
+        warnings.warn(f"ignoring checkpoint {path}: it was written for another config or data")
+        return None
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path / "adapter" / "adapter_model.safetensors"))
+    set_peft_model_state_dict(model, weights)
+    blob = torch.load(path / "state.pt", weights_only=False)
+    opt.load_state_dict(blob["optimizer"])
+    sched.load_state_dict(blob["scheduler"])
+    _set_rng_state(blob["rng"])
+    return state
+
+
+def _eval_loss(model, feats, batch_size, pad_id, rt) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode(), autocast(rt.device, rt.bf16):
+        for i in range(0, len(feats), batch_size):
+            ids, mask, labels = collate(feats[i:i + batch_size], pad_id)
+            n = int((labels[:, 1:] != -100).sum())
+            out = model(input_ids=ids.to(rt.device), attention_mask=mask.to(rt.device),
+                        labels=labels.to(rt.device))
+            total += float(out.loss) * n
+            count += n
+    model.train()
+    return total / max(count, 1)
+
+
+def train_lora(base, tokenizer, job, cfg, ctx, rt: Runtime, end_id: int, pad_id: int):
+    """Wrap ``base`` with a fresh LoRA adapter and tune it; returns (peft model, history, metrics)."""
+    from peft import LoraConfig, get_peft_model
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    tc, bc = cfg.train, cfg.backend
+    seed_everything(tc.seed)
+    lora = LoraConfig(task_type="CAUSAL_LM", r=tc.lora.r, lora_alpha=tc.lora.alpha,
+                      lora_dropout=tc.lora.dropout, target_modules=list(tc.lora.target_modules))
+    model = get_peft_model(base, lora)
+    if bc.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    feats = make_features(tokenizer, job.prompt, job.train, end_id)
+    eval_feats = make_features(tokenizer, job.prompt, job.eval, end_id) if tc.eval_loss else []
+    lengths = [len(f) for f in feats]
+    bs, ga = tc.batch_size, tc.gradient_accumulation_steps
+    n_batches = math.ceil(len(feats) / bs)
+    total = tc.max_steps if tc.max_steps > 0 else max(1, math.ceil(tc.epochs * n_batches / ga))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=tc.learning_rate, weight_decay=tc.weight_decay)
+    sched = get_scheduler(tc.lr_scheduler, opt, num_warmup_steps=math.ceil(tc.warmup_ratio * total),
+                          num_training_steps=total)
+
+    ckpt_dir = Path(job.out_dir) / CHECKPOINT_DIR
+    fp = _fingerprint(cfg, job)
+    state = load_checkpoint(ckpt_dir, model, opt, sched, fp) or {}
+    step, history = state.get("step", 0), list(state.get("history", []))
+    window, epochs_done = list(state.get("window", [])), state.get("epochs_done", 0)
+    tokens, t0 = 0, time.perf_counter()
+    cache: dict[int, list[list[int]]] = {}
+
+    def batch_at(micro: int) -> list[int]:
+        e, j = divmod(micro, n_batches)
+        if e not in cache:
+            cache.clear()
+            cache[e] = epoch_batches(lengths, bs, tc.seed, e, bc.group_by_length)
+        return cache[e][j]
+
+    def log(row: dict) -> None:
+        history.append(row)
+        ctx.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
+
+    model.train()
+    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not bc.progress,
+               dynamic_ncols=True)
+    while step < total:
+        step_loss = 0.0
+        for k in range(ga):
+            idx = batch_at(step * ga + k)
+            ids, mask, labels = (t.to(rt.device) for t in collate([feats[i] for i in idx], pad_id))
+            with autocast(rt.device, rt.bf16):
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / ga
+            loss.backward()
+            step_loss += loss.detach().item()
+            tokens += int(mask.sum())
+        if bc.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, bc.max_grad_norm)
+        lr = sched.get_last_lr()[0]
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        window.append(step_loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_loss:.4f}")
+        epoch = step * ga / n_batches
+        if step % tc.logging_steps == 0 or step == total:
+            log({"step": step, "train/loss": sum(window) / len(window), "train/learning_rate": lr,
+                 "train/epoch": epoch})
+            window = []
+        if eval_feats and (int(epoch) > epochs_done or step == total):
+            epochs_done = int(epoch)
+            log({"step": step, "eval/loss": _eval_loss(model, eval_feats, bs, pad_id, rt),
+                 "train/epoch": epoch})
+        if bc.checkpoint_steps > 0 and step % bc.checkpoint_steps == 0 and step < total:
+            save_checkpoint(ckpt_dir, model, opt, sched,
+                            {"fingerprint": fp, "step": step, "history": history,
+                             "window": window, "epochs_done": epochs_done})
+    bar.close()
+    model.eval()
+    if bc.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
+    train_s = time.perf_counter() - t0
+    metrics = {"time/train_s": train_s, "train/trainable_params": float(sum(p.numel() for p in params)),
+               "train/tokens_per_s": tokens / train_s if train_s > 0 else 0.0,
+               "train/steps": float(total), "train/resumed_from_step": float(state.get("step", 0))}
+    return model, tuple(history), metrics
