@@ -1,0 +1,67 @@
+"""Test helpers for the bqml plugin and its fake BigQuery (used by plugins/bqml/tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ftlab.contract import Example
+from ftlab.prompt import Prompt
+
+PROJECT, DATASET = "test-project", "ftlab_ds"
+TEMPLATE = ("Classify the medical transcript into exactly one specialty from this list:\n{labels}\n"
+            "Transcript: {text}\nAnswer with the specialty only.")
+
+
+def data_dir() -> Path:
+    """data/mtsamples17 of the checkout ($FTLAB_DATA_DIR overrides)."""
+    env = os.environ.get("FTLAB_DATA_DIR")
+    if env:
+        return Path(env)
+    for base in [Path.cwd(), *Path(__file__).resolve().parents]:
+        if (base / "data" / "mtsamples17" / "train.jsonl").is_file():
+            return base / "data" / "mtsamples17"
+    raise FileNotFoundError("data/mtsamples17 not found; set FTLAB_DATA_DIR")
+
+
+def load_examples(split: str, n: int) -> tuple[Example, ...]:
+    rows = [json.loads(line) for line in (data_dir() / f"{split}.jsonl").read_text().splitlines()[:n]]
+    return tuple(Example(id=f"{split}-{i}", text=r["input_text"], label=r["output_text"]) for i, r in enumerate(rows))
+
+
+def all_labels() -> list[str]:
+    return sorted({json.loads(line)["output_text"] for line in (data_dir() / "train.jsonl").read_text().splitlines()})
+
+
+def make_prompt() -> Prompt:
+    return Prompt(template=TEMPLATE, labels=tuple(all_labels()), max_input_chars=2000)
+
+
+def fast_backend_cfg(url: str, **kw):
+    """A validated ``BqmlConfig`` with test-speed polling and retries."""
+    from ftlab_bqml.plugin import BqmlConfig
+
+    opts = dict(project=PROJECT, dataset=DATASET, api_endpoint=url, poll_interval_s=0.02,
+                poll_max_interval_s=0.05, row_retry_backoff_s=0.01, http_retry_initial_s=0.01,
+                http_retry_deadline_s=20.0, progress=False, max_output_tokens=32, temperature=0.0, top_p=1.0)
+    opts.update(kw)
+    return BqmlConfig(**opts)
+
+
+def make_run_cfg(backend_cfg):
+    from ftlab.config import DataConfig, RunConfig
+
+    return RunConfig(backend=backend_cfg, data=DataConfig(labels=all_labels()))
+
+
+def macro_f1(prompt: Prompt, examples, predictions) -> float:
+    truth = [ex.label for ex in examples]
+    pred = [prompt.parse(p.raw_text) for p in predictions.items]
+    f1s = []
+    for label in sorted(set(truth)):
+        tp = sum(1 for t, p in zip(truth, pred) if t == p == label)
+        npred, ntrue = pred.count(label), truth.count(label)
+        prec, rec = (tp / npred if npred else 0.0), tp / ntrue
+        f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+    return sum(f1s) / len(f1s)

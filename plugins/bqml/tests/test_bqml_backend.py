@@ -1,0 +1,68 @@
+"""The backend end to end through the real google-cloud-bigquery client against the fake."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from ftlab.contract import Decoding, TrainJob
+
+from ftlab_bqml.testing import load_examples, macro_f1, make_prompt
+
+
+def test_full_run_base_tune_tuned_native(make_backend, fake_bq, tmp_path):
+    backend, tags = make_backend()
+    prompt = make_prompt()
+    train, evals = load_examples("train", 150), load_examples("eval", 60)
+    base = backend.base_model()
+    assert base.kind == "base" and base.uri.startswith("test-project.ftlab_ds.ftlab_base_")
+
+    before = backend.predict(base, evals, prompt, Decoding(mode="generate"))
+    assert [p.id for p in before.items] == [ex.id for ex in evals]
+    assert before.metrics["bqml/rows_succeeded"] == 60 and before.metrics["bqml/rows_failed"] == 0
+    assert before.metrics["cost/bytes_processed"] > 0 and before.metrics["cost/bytes_billed"] >= (10 << 20)
+    rows, native_base = backend.native_evaluate(base, evals, prompt)
+    assert {"label", "precision", "recall", "f1_score", "evaluation_status"} <= set(rows[0])
+    assert len(rows) == len({ex.label for ex in evals})
+
+    out = tmp_path / "train_out"
+    out.mkdir()
+    trained = backend.train(TrainJob(train=train, eval=evals, prompt=prompt, out_dir=out))
+    record = json.loads((out / "bqml_job.json").read_text())
+    assert record["job_id"].startswith("ftlab_") and record["job_id"].endswith("_tune")
+    assert record["location"] == "US" and trained.model.extra["job_id"] == record["job_id"]
+    assert tags["bqml.tune_job_id"] == record["job_id"]
+    assert trained.metrics["time/tune_s"] >= 0 and trained.metrics["bqml/max_iterations"] == 150
+    assert trained.metrics["bqml/tune_reattached"] == 0
+
+    after = backend.predict(trained.model, evals, prompt, Decoding(mode="generate"))
+    rows_t, native_tuned = backend.native_evaluate(trained.model, evals, prompt)
+    f1_base, f1_tuned = macro_f1(prompt, evals, before), macro_f1(prompt, evals, after)
+    assert f1_tuned > f1_base + 0.03, (f1_base, f1_tuned)
+    assert native_tuned["macro_f1"] > native_base["macro_f1"]
+    assert native_tuned["num_total_rows"] == 60
+    assert any(k.startswith("per_class/") and k.endswith("/f1") for k in native_tuned)
+
+    kinds = [k for k, _, _ in backend.runner.stats.statements]
+    assert kinds == ["create_model", "upload", "generate_text", "evaluate", "upload", "create_tuned_model",
+                     "generate_text", "evaluate"]
+    assert fake_bq.calls_per_statement()["create_tuned_model"]["jobs.insert"] == 1
+
+
+def test_dry_run_prints_statements_and_creates_nothing(make_backend, fake_bq, tmp_path):
+    buf = io.StringIO()
+    backend, _ = make_backend(out=buf, dry_run=True)
+    prompt = make_prompt()
+    evals = load_examples("eval", 12)
+    preds = backend.predict(backend.base_model(), evals, prompt, Decoding())
+    assert all(p.status and not p.raw_text for p in preds.items)
+    out = tmp_path / "o"
+    out.mkdir()
+    backend.train(TrainJob(train=load_examples("train", 20), eval=evals, prompt=prompt, out_dir=out))
+    text = buf.getvalue()
+    for needle in ("CREATE OR REPLACE MODEL", "ML.GENERATE_TEXT", "upload: 12 rows", "[dry run] create_model:",
+                   "[dry run] create_tuned_model:", "bytes"):
+        assert needle in text, needle
+    assert not fake_bq.engine.tables and not fake_bq.engine.models and not fake_bq.state.jobs
+    assert not (out / "bqml_job.json").exists()
+    assert {e["route"] for e in fake_bq.log} == {"jobs.insert"}
