@@ -5,10 +5,10 @@ The parser maps generated text to one configured label, or to ``<unparseable>``:
 1. strip wrappers: leading ``Answer:``/``Specialty:``/``Label:``, an option letter (``B.``, ``(b)``),
    quotes and trailing punctuation;
 2. exact match after normalisation (case, runs of spaces, spaces around ``/`` and ``-``);
-3. the text *mentions* labels (word-bounded): exactly one distinct label → that label;
-4. else it mentions a label's unique part (``ENT`` or ``Otolaryngology`` of ``ENT - Otolaryngology``);
-5. else the text is a prefix (≥ 4 characters) of exactly one label (a truncated generation);
-6. anything else, and any text naming **two different labels**, is ``<unparseable>``: picking the
+3. the text *mentions* labels or a label's unique part (word-bounded; ``ENT`` or ``Otolaryngology``
+   of ``ENT - Otolaryngology``): exactly one distinct label → that label;
+4. else the text is a prefix (≥ 4 characters) of exactly one label (a truncated generation);
+5. anything else, and any text naming **two different labels**, is ``<unparseable>``: picking the
    first would reward a model that lists several answers.
 """
 
@@ -84,12 +84,7 @@ def parse_answer(text: str, labels: Sequence[str]) -> str:
             continue
         if n in full:
             return full[n]
-        found = _distinct_mentions(n, full)
-        if len(found) == 1:
-            return found.pop()
-        if len(found) > 1:
-            return UNPARSEABLE
-        found = _distinct_mentions(n, parts)
+        found = _distinct_mentions(n, {**parts, **full})
         if len(found) == 1:
             return found.pop()
         if len(found) > 1:

@@ -1,0 +1,82 @@
+"""Every shipped config composes and validates; typos fail by name with a suggestion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ftlab.config import RunConfig
+from ftlab.config.compose import ConfigError, compose, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
+GROUP_OPTIONS = sorted((p.parent.name, p.stem) for p in (ROOT / "conf").glob("*/*.yaml")
+                       if p.parent.name != "experiment")
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_and_validates(name, plugins):
+    cfg = validate(compose([f"+experiment={name}"], plugins))
+    assert isinstance(cfg, RunConfig) and cfg.experiment == name
+
+
+@pytest.mark.parametrize("group,option", GROUP_OPTIONS)
+def test_every_group_option_composes(group, option, plugins):
+    validate(compose([f"{group}={option}"], plugins))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")) +
+                         sorted(p for p in (ROOT / "conf").glob("*/*.yaml") if p.parent.name != "experiment"),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_headers(path):
+    lines = path.read_text().splitlines()
+    if path.parent.name == "experiments":
+        assert lines[0] == "# @package _global_", "the package directive must be the first line"
+        assert lines[1].startswith("# Run: ftlab +experiment=" + path.stem)
+    else:
+        assert lines[0].startswith("# Run: ftlab")
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.learnig_rate=1e-3", "unknown config key 'train.learnig_rate'; did you mean 'train.learning_rate'?"),
+    ("backend.devce=cpu", "unknown config key 'backend.devce'; did you mean 'backend.device'?"),
+    ("data.acceptable.sorce=index", "did you mean 'data.acceptable.source'?"),
+    ("train.batch_size=abc", "invalid value for config key 'train.batch_size'"),
+    ("eval.decoding.mode=beam", "invalid value for config key 'eval.decoding.mode'"),
+    ("model=tiny_rndom", "unknown option 'tiny_rndom' for config group 'model'; did you mean 'tiny_random'?"),
+    ("+experiment=smok", "did you mean 'smoke'?"),
+])
+def test_typos_fail_with_the_key_and_a_suggestion(override, message, plugins):
+    with pytest.raises(ConfigError) as err:
+        validate(compose([override], plugins))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["train.epochs=0"], "train.epochs must be > 0"),
+    (["eval.splits=[dev]"], "eval.splits: unknown split 'dev'"),
+    (["model.source=local_dir"], "model.path must be set"),
+    (["prompt.template=no placeholders"], "prompt.template must contain {labels}"),
+])
+def test_cross_field_checks(overrides, message, plugins):
+    with pytest.raises(ConfigError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        validate(compose(overrides, plugins))
+
+
+def test_every_schema_field_is_documented():
+    import ast
+    import inspect
+
+    import ftlab.config as c
+
+    for cls in (c.RunConfig, c.ModelConfig, c.TinyModelConfig, c.DataConfig, c.AcceptableLabelsConfig,
+                c.PromptConfig, c.TrainConfig, c.LoraConfig, c.EvalConfig, c.DecodingConfig,
+                c.TrackingConfig, c.BackendConfig):
+        tree = ast.parse(inspect.getsource(cls))
+        body = tree.body[0].body
+        for i, node in enumerate(body):
+            if isinstance(node, ast.AnnAssign):
+                nxt = body[i + 1] if i + 1 < len(body) else None
+                assert isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant), \
+                    f"{cls.__name__}.{node.target.id} has no docstring"
