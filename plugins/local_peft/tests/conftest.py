@@ -1,82 +1,18 @@
-"""Fixtures for the local_peft tests: tiny configs, generated examples, a recording RunContext."""
+"""Fixtures for the local_peft tests (helpers live in local_peft_helpers.py, a unique module name)."""
 
 from __future__ import annotations
 
-import os
-import random
+import sys
+from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))
 
-LABELS = ["Cardiology", "Neurology", "Orthopedics", "Dermatology"]
-WORDS = {
-    "Cardiology": ["chest", "pain", "heart", "palpitations", "ecg", "murmur"],
-    "Neurology": ["headache", "seizure", "numbness", "stroke", "mri", "tremor"],
-    "Orthopedics": ["fracture", "knee", "bone", "cast", "xray", "sprain"],
-    "Dermatology": ["rash", "skin", "itch", "lesion", "mole", "eczema"],
-}
-FILLER = ["the", "patient", "was", "seen", "today", "with", "history", "of", "and", "no", "fever"]
+from local_peft_helpers import Trained  # noqa: E402
 
 
-def make_examples(n: int, split: str = "train", seed: int = 0):
-    from ftlab.contract import Example
-
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        label = LABELS[i % len(LABELS)]
-        words = [rng.choice(WORDS[label] if rng.random() < 0.4 else FILLER)
-                 for _ in range(rng.randint(6, 20))]
-        out.append(Example(id=f"{split}-{i}", text=" ".join(words), label=label))
-    return tuple(out)
-
-
-def make_cfg(train=None, backend=None, model=None, prompt=None, eval=None, seed: int = 0):
-    """A composed RunConfig object (tiny_random model) with the given group overrides."""
-    from omegaconf import OmegaConf
-
-    from ftlab.config import RunConfig
-    from ftlab_local_peft.plugin import LocalPeftConfig
-
-    base = OmegaConf.structured(RunConfig)
-    over = {
-        "seed": seed,
-        "backend": OmegaConf.merge(OmegaConf.structured(LocalPeftConfig),
-                                   {"progress": False, "bf16_autocast": False, "checkpoint_steps": 0,
-                                    **(backend or {})}),
-        "model": {"source": "tiny_random", "name": "tiny",
-                  "tiny": {"vocab_size": 400, "hidden_size": 64, "num_layers": 2, "num_heads": 4,
-                           "num_kv_heads": 2, "intermediate_size": 128, "seed": 0}, **(model or {})},
-        "data": {"labels": LABELS},
-        "prompt": {"template": "Classify.\n{labels}\nText: {text}", "max_input_tokens": 64,
-                   **(prompt or {})},
-        "train": {"lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
-                  "learning_rate": 3e-3, "batch_size": 4, "max_steps": 8, "logging_steps": 2,
-                  "warmup_ratio": 0.0, "seed": 0, **(train or {})},
-        "eval": eval or {},
-    }
-    return OmegaConf.to_object(OmegaConf.merge(base, over))
-
-
-def make_prompt(cfg):
-    from ftlab.prompt import make_prompt as mk
-
-    return mk(cfg.prompt, cfg.data.labels)
-
-
-class Recorder:
-    """A RunContext that remembers logged metrics."""
-
-    def __init__(self, run_dir):
-        from ftlab.contract import RunContext
-
-        self.rows = []
-        self.ctx = RunContext(run_dir=run_dir, log_metrics=lambda m, step=None: self.rows.append((step, dict(m))))
-
-
-@pytest.fixture
-def recorder(tmp_path):
-    (tmp_path / "run").mkdir()
-    return Recorder(tmp_path / "run")
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model tuned once per test module."""
+    return Trained(tmp_path_factory.mktemp("trained"))

@@ -113,7 +113,8 @@ def build_tiny_model(tiny, vocab_size: int):
         vocab_size=vocab_size, hidden_size=tiny.hidden_size, num_hidden_layers=tiny.num_layers,
         num_attention_heads=tiny.num_heads, num_key_value_heads=tiny.num_kv_heads,
         intermediate_size=tiny.intermediate_size, max_position_embeddings=4096,
-        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+        initializer_range=0.1)
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(tiny.seed)
