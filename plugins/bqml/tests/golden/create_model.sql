@@ -1,0 +1,3 @@
+CREATE OR REPLACE MODEL `my-project.ftlab_mtsamples17.ftlab_base`
+REMOTE WITH CONNECTION DEFAULT
+OPTIONS(endpoint = 'gemini-2.0-flash-001')
