@@ -195,12 +195,13 @@ class BqmlBackend:
                       "model": f"{self.cfg.project}.{self.cfg.dataset}.{self.cfg.name_prefix}_tuned_{key}"}
         statement = sql.create_tuned_model(self._model_ref(ModelRef("bqml", "tuned", record["model"])),
                                            self.cfg.connection, table, options)
-        tuned = ModelRef(backend="bqml", kind="tuned", uri=record["model"],
-                         extra={"job_id": record["job_id"], "location": record["location"],
-                                "endpoint": self.cfg.endpoint})
+        def tuned() -> ModelRef:
+            return ModelRef(backend="bqml", kind="tuned", uri=record["model"],
+                            extra={"job_id": record["job_id"], "location": record["location"],
+                                   "endpoint": self.cfg.endpoint})
         if self.cfg.dry_run:
             self._send("create_tuned_model", statement)
-            return TrainedModel(model=tuned, metrics={})
+            return TrainedModel(model=tuned(), metrics={})
         bq_job, attached = None, False
         if record.get("submitted"):
             try:
@@ -235,7 +236,7 @@ class BqmlBackend:
         metrics.update({"time/tune_s": round(tune_s, 3), "bqml/tune_reattached": float(attached),
                         "bqml/max_iterations": float(options.max_iterations),
                         "bqml/tune_attempt": float(record["attempt"])})
-        return TrainedModel(model=tuned, metrics=metrics, artifacts=(str(Path(job.out_dir) / jobs.JOB_FILE),))
+        return TrainedModel(model=tuned(), metrics=metrics, artifacts=(str(Path(job.out_dir) / jobs.JOB_FILE),))
 
     # -- native evaluation -----------------------------------------------------------------------
     def native_evaluate(self, model: ModelRef, examples: Sequence[Example],

@@ -123,8 +123,9 @@ class Handler(BaseHTTPRequestHandler):
             kind, _ = self.state.engine.classify(qcfg.get("query", ""))
         except SqlError:
             kind = "invalid"
+        entry["job_id"], entry["statement"] = ref.get("jobId"), kind
         job = self._new_job(project, ref, configuration, kind)
-        entry["job_id"], entry["statement"] = job.job_id, kind
+        entry["job_id"] = job.job_id
         try:
             job.result = self.state.engine.execute(qcfg.get("query", ""), _params(qcfg), dry_run=dry)
         except SqlError as exc:
