@@ -9,6 +9,8 @@ from local_peft_helpers import Recorder, make_cfg, make_examples, make_prompt
 
 from ftlab.contract import Decoding, TrainJob
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
+
 
 def test_training_reduces_loss(trained):
     losses = [h["train/loss"] for h in trained.result.history if "train/loss" in h]
