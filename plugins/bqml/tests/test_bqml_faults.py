@@ -21,13 +21,9 @@ def test_http_errors_and_row_failures_every_row_accounted(make_backend, fake_bq)
     n0 = len(fake_bq.log)
     transient = ["eval-3", "eval-7", "eval-11"]  # fail twice, then succeed
     persistent = ["eval-5", "eval-20"]  # fail on every attempt
-    fake_bq.faults.update(row_ids=transient + persistent, row_attempts=2, http=[
-        {"nth": n0 + 2, "code": 429}, {"nth": n0 + 5, "code": 500}, {"route": "jobs.getQueryResults",
-                                                                        "nth": 9, "code": 503}])
-    fake_bq.engine.row_attempts.clear()
-    # persistent rows: fail for far more attempts than the backend retries
-    for rid in persistent:
-        fake_bq.engine.row_attempts[rid] = -100
+    fake_bq.faults.update(row_ids=transient, row_ids_always=persistent, row_attempts=2, http=[
+        {"nth": n0 + 2, "code": 429}, {"nth": n0 + 5, "code": 500},
+        {"route": "jobs.getQueryResults", "nth": 9, "code": 503}])
     preds = backend.predict(backend.base_model(), evals, prompt, Decoding())
     assert [p.id for p in preds.items] == [ex.id for ex in evals]
     by_id = {p.id: p for p in preds.items}

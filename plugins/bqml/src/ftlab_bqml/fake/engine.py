@@ -87,7 +87,6 @@ class Engine:
         self.models: dict[str, dict] = {}
         self.faults = faults
         self.gcs_files = dict(gcs_files or {})
-        self.row_attempts: dict[str, int] = {}
 
     def classify(self, sql: str) -> tuple[str, re.Match]:
         text = sql.strip().rstrip(";").strip()
@@ -161,8 +160,7 @@ class Engine:
         if not dry_run:
             for r in rows:
                 rid = str(r["id"])
-                self.row_attempts[rid] = self.row_attempts.get(rid, 0) + 1
-                if rid in self.faults.row_ids and self.row_attempts[rid] <= self.faults.row_attempts:
+                if self.faults.row_fails(rid):
                     out.append({"id": rid, "ml_generate_text_llm_result": None,
                                 "ml_generate_text_status": RESOURCE_EXHAUSTED.format(endpoint=model["endpoint"])})
                     continue

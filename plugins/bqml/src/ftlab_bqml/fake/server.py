@@ -40,6 +40,10 @@ class Faults:
     """ids of rows whose ML.GENERATE_TEXT status is RESOURCE EXHAUSTED ..."""
     row_attempts: int = 0
     """... for their first ``row_attempts`` attempts."""
+    row_ids_always: set = field(default_factory=set)
+    """ids of rows that fail on every attempt."""
+    row_seen: dict = field(default_factory=dict)
+    """Attempts per row id since the row faults were last set (reset by ``update``)."""
     hold_tuning: bool = False
     """Tuning jobs stay RUNNING while set."""
     tune_fail_at_poll: Optional[int] = None
@@ -49,7 +53,14 @@ class Faults:
         for k, val in kw.items():
             if not hasattr(self, k):
                 raise ValueError(f"unknown fault {k!r}")
-            setattr(self, k, set(val) if k == "row_ids" else val)
+            setattr(self, k, set(val) if k in ("row_ids", "row_ids_always") else val)
+            if k.startswith("row_"):
+                self.row_seen.clear()
+
+    def row_fails(self, rid: str) -> bool:
+        """Count an attempt for row ``rid``; True when it must come back RESOURCE EXHAUSTED."""
+        self.row_seen[rid] = self.row_seen.get(rid, 0) + 1
+        return rid in self.row_ids_always or (rid in self.row_ids and self.row_seen[rid] <= self.row_attempts)
 
 
 @dataclass
