@@ -21,7 +21,10 @@ def test_full_run_base_tune_tuned_native(make_backend, fake_bq, tmp_path):
     assert [p.id for p in before.items] == [ex.id for ex in evals]
     assert before.metrics["bqml/rows_succeeded"] == 60 and before.metrics["bqml/rows_failed"] == 0
     assert before.metrics["cost/bytes_processed"] > 0 and before.metrics["cost/bytes_billed"] >= (10 << 20)
-    rows, native_base = backend.native_evaluate(base, evals, prompt)
+    native_base = backend.native_evaluate(base, evals, prompt)
+    rows = native_base.rows
+    assert all(isinstance(v, float) for v in native_base.values())
+    assert (tmp_path / "native" / "base_eval.json").exists()
     assert {"label", "precision", "recall", "f1_score", "evaluation_status"} <= set(rows[0])
     assert len(rows) == len({ex.label for ex in evals})
 
@@ -36,7 +39,7 @@ def test_full_run_base_tune_tuned_native(make_backend, fake_bq, tmp_path):
     assert trained.metrics["bqml/tune_reattached"] == 0
 
     after = backend.predict(trained.model, evals, prompt, Decoding(mode="generate"))
-    rows_t, native_tuned = backend.native_evaluate(trained.model, evals, prompt)
+    native_tuned = backend.native_evaluate(trained.model, evals, prompt)
     f1_base, f1_tuned = macro_f1(prompt, evals, before), macro_f1(prompt, evals, after)
     assert f1_tuned > f1_base + 0.03, (f1_base, f1_tuned)
     assert native_tuned["macro_f1"] > native_base["macro_f1"]

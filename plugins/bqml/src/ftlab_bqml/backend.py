@@ -50,6 +50,14 @@ class BqmlBackend:
         self.runner = jobs.Runner(self.cfg, client=client, out=out)
         self._tables: dict[str, str] = {}
         self._base_ready = False
+        model = getattr(cfg, "model", None)
+        source = getattr(getattr(model, "source", None), "value", None)
+        self.endpoint = (model.endpoint if source == "remote_endpoint" and getattr(model, "endpoint", None)
+                         else self.cfg.endpoint)
+        """model.endpoint (when model.source=remote_endpoint) wins over backend.endpoint."""
+        from ftlab_bqml.validate import check_endpoint
+
+        check_endpoint("endpoint", self.endpoint)
 
     # -- names -------------------------------------------------------------------------------
     def _ref(self, name: str) -> str:
@@ -60,9 +68,9 @@ class BqmlBackend:
         return sql.ref(project, dataset, name)
 
     def base_model(self) -> ModelRef:
-        name = f"{self.cfg.name_prefix}_base_{_sha([self.cfg.endpoint, self.cfg.connection], 8)}"
+        name = f"{self.cfg.name_prefix}_base_{_sha([self.endpoint, self.cfg.connection], 8)}"
         return ModelRef(backend="bqml", kind="base", uri=f"{self.cfg.project}.{self.cfg.dataset}.{name}",
-                        extra={"endpoint": self.cfg.endpoint, "location": self.cfg.location})
+                        extra={"endpoint": self.endpoint, "location": self.cfg.location})
 
     def _gen_params(self, decoding: Optional[Decoding]) -> tuple[int, float, float]:
         d = decoding or getattr(getattr(self.run_cfg, "eval", None), "decoding", None) or Decoding()
@@ -80,7 +88,7 @@ class BqmlBackend:
     def _ensure_model(self, model: ModelRef) -> None:
         if model.kind == "base" and not self._base_ready:
             self._send("create_model", sql.create_base_model(self._model_ref(model), self.cfg.connection,
-                                                             model.extra.get("endpoint", self.cfg.endpoint)))
+                                                             model.extra.get("endpoint", self.endpoint)))
             self._base_ready = True
 
     def _table_for(self, examples: Sequence[Example], prompt) -> str:
@@ -175,7 +183,7 @@ class BqmlBackend:
         table = self._table_for(job.train, job.prompt)
         epochs = float(getattr(getattr(self.run_cfg, "train", None), "epochs", 1.0) or 1.0)
         options = sql.TuneOptions(
-            endpoint=self.cfg.endpoint,
+            endpoint=self.endpoint,
             max_iterations=int(self.cfg.max_iterations or max(1, math.ceil(epochs * len(job.train)))),
             learning_rate_multiplier=float(self.cfg.learning_rate_multiplier),
             data_split_method=self.cfg.data_split_method,
@@ -198,7 +206,7 @@ class BqmlBackend:
         def tuned() -> ModelRef:
             return ModelRef(backend="bqml", kind="tuned", uri=record["model"],
                             extra={"job_id": record["job_id"], "location": record["location"],
-                                   "endpoint": self.cfg.endpoint})
+                                   "endpoint": self.endpoint})
         if self.cfg.dry_run:
             self._send("create_tuned_model", statement)
             return TrainedModel(model=tuned(), metrics={})
@@ -239,22 +247,36 @@ class BqmlBackend:
         return TrainedModel(model=tuned(), metrics=metrics, artifacts=(str(Path(job.out_dir) / jobs.JOB_FILE),))
 
     # -- native evaluation -----------------------------------------------------------------------
-    def native_evaluate(self, model: ModelRef, examples: Sequence[Example],
-                        prompt: Any) -> tuple[list[dict], dict[str, float]]:
-        """ML.EVALUATE rows (one per label for classification) and flattened metrics.
+    def native_evaluate(self, model: ModelRef, examples: Sequence[Example], prompt: Any) -> "NativeEvaluation":
+        """Run ``ML.EVALUATE`` and return its flattened metrics (a dict) with the raw rows on ``.rows``.
 
-        Metric keys are relative; the host prefixes them with ``native/<stage>/<split>/``:
-        ``macro_f1``, ``per_class/<slug>/{precision,recall,f1}``, ``num_successful_rows``,
-        ``num_total_rows`` and, for other task types, each numeric column by name.
+        Keys are relative; the host logs them as ``native/<stage>/<split>/<key>``: ``macro_f1``,
+        ``per_class/<slug>/{precision,recall,f1}``, ``num_successful_rows``, ``num_total_rows`` and,
+        for other task types, each numeric column by name. The rows are also written to
+        ``<run_dir>/native/<model kind>_<split>.json`` and logged as an artifact.
         """
         if not self.cfg.native_eval:
-            return [], {}
+            return NativeEvaluation()
         self._ensure_model(model)
         table = self._table_for(examples, prompt)
         tokens, temperature, top_p = self._gen_params(None)
         rows = self._send("evaluate", sql.evaluate(self._model_ref(model), table, model.kind == "tuned",
                                                    self.cfg.evaluation_task, tokens, temperature, top_p))
-        return rows, flatten_evaluation(rows)
+        result = NativeEvaluation(flatten_evaluation(rows))
+        result.rows = rows
+        run_dir = getattr(self.ctx, "run_dir", None)
+        if rows and run_dir:
+            path = Path(run_dir) / "native" / f"{model.kind}_{_split_of(examples)}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rows, indent=1, default=str))
+            self.ctx.log_artifact(path, "native")
+        return result
+
+
+class NativeEvaluation(dict):
+    """Flattened ``ML.EVALUATE`` metrics (``{key: float}``) plus the raw rows in ``.rows``."""
+
+    rows: list = []
 
 
 def flatten_evaluation(rows: list[dict]) -> dict[str, float]:
