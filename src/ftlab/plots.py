@@ -67,6 +67,8 @@ def f1_bars_png(labels: Sequence[str], series: Mapping[str, Sequence[float]], pa
 
 def loss_png(history: Sequence[Mapping[str, float]], path: Path) -> Path | None:
     """Training (and eval) loss per step; None when there is nothing to plot."""
+    # backends may name the keys "loss" or "train/loss" (and "eval_loss" or "train/eval_loss")
+    history = [{k.removeprefix("train/"): v for k, v in h.items()} for h in history]
     rows = [h for h in history if "loss" in h or "eval_loss" in h]
     if not rows:
         return None

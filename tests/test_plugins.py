@@ -1,0 +1,151 @@
+"""The plugin manager, every hook (test_hook_<name>), and the registration rules."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ftlab import hookimpl, hookspecs
+from ftlab.config import BackendConfig
+from ftlab.plugins import PluginError, Plugins
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOKS = [n for n in dir(hookspecs) if n.startswith("ftlab_")]
+
+
+@dataclass
+class EchoConfig(BackendConfig):
+    name: str = "echo"
+    """Backend name."""
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def ftlab_register_backends(self, register):
+        register("echo", lambda cfg, ctx: ("echo", cfg), EchoConfig)
+
+    @hookimpl
+    def ftlab_register_configs(self, store):
+        store("model", "echo_model", {"name": "echo_model", "source": "tiny_random"})
+
+    @hookimpl
+    def ftlab_run_started(self, cfg, run_dir):
+        self.calls.append(("started", cfg.experiment, run_dir))
+
+    @hookimpl
+    def ftlab_run_finished(self, summary):  # fewer arguments than the spec: allowed
+        self.calls.append(("finished", summary["status"]))
+
+
+@pytest.fixture
+def pm():
+    m = Plugins(load_entry_points=False)
+    rec = Recorder()
+    m.register(rec, name="recorder")
+    yield m, rec
+    m.unregister("recorder")
+
+
+def test_hook_ftlab_register_backends(pm):
+    m, _ = pm
+    info = m.backend("echo")
+    assert info.schema is EchoConfig and info.plugin == "recorder"
+    assert info.factory(1, 2) == ("echo", 1)
+
+
+def test_hook_ftlab_register_configs(pm):
+    m, _ = pm
+    stored = []
+    m.register_configs(lambda group, name, node: stored.append((group, name)))
+    assert ("model", "echo_model") in stored
+
+
+def test_hook_ftlab_run_started(fake_backend, tmp_path):
+    rec = Recorder()
+    fake_backend.register(rec, name="recorder")
+    try:
+        from ftlab.config.compose import compose
+        from ftlab.runner import run
+
+        run(compose(["+experiment=smoke", "backend=fake", "stages=[evaluate_base]"], fake_backend),
+            run_dir=tmp_path / "r", plugins=fake_backend)
+    finally:
+        fake_backend.unregister("recorder")
+    assert rec.calls[0] == ("started", "smoke", tmp_path / "r")
+
+
+def test_hook_ftlab_run_finished(fake_backend, tmp_path):
+    rec = Recorder()
+    fake_backend.register(rec, name="recorder")
+    try:
+        from ftlab.config.compose import compose
+        from ftlab.runner import run
+
+        with pytest.raises(RuntimeError):
+            run(compose(["+experiment=smoke", "backend=fake", "backend.fail_predict=true"],
+                        fake_backend), run_dir=tmp_path / "r", plugins=fake_backend)
+    finally:
+        fake_backend.unregister("recorder")
+    assert rec.calls[-1] == ("finished", "FAILED")
+
+
+def test_every_hook_has_a_test_and_docs():
+    tests = (Path(__file__)).read_text()
+    docs = (ROOT / "docs" / "plugin_hooks.md").read_text()
+    for name in HOOKS:
+        assert f"def test_hook_{name}(" in tests
+        sig = f"{name}{inspect.signature(getattr(hookspecs, name))}"
+        assert f"## `{sig}`" in docs, f"docs/plugin_hooks.md lacks the exact signature {sig}"
+        assert getattr(hookspecs, name).__doc__
+
+
+def test_unknown_backend_suggests(pm):
+    m, _ = pm
+    with pytest.raises(PluginError, match=r"unknown backend 'ecko'; did you mean 'echo'\?"):
+        m.backend("ecko")
+
+
+def test_duplicate_backend_name_is_an_error(pm):
+    m, _ = pm
+
+    class Dup:
+        @hookimpl
+        def ftlab_register_backends(self, register):
+            register("echo", lambda c, x: None, EchoConfig)
+
+    m.register(Dup(), name="dup")
+    with pytest.raises(PluginError, match="registered twice"):
+        m.backends()
+    m.unregister("dup")
+    assert "echo" in m.backends()
+
+
+def test_impl_without_spec_is_rejected():
+    class Bad:
+        @hookimpl
+        def ftlab_no_such_hook(self):
+            pass
+
+    m = Plugins(load_entry_points=False)
+    m.register(Bad(), name="bad")
+    with pytest.raises(Exception, match="unknown hook"):
+        m.pm.check_pending()
+
+
+def test_entry_points_and_disable(monkeypatch):
+    m = Plugins(load_entry_points=True)
+    assert "local_peft" in m.backends()
+    row = next(r for r in m.plugin_table() if r[0] == "local_peft")
+    assert row[2] == "ftlab-local-peft" and re.match(r"\d", row[3])
+    monkeypatch.setenv("FTLAB_DISABLE_PLUGINS", "local_peft")
+    assert "local_peft" not in Plugins(load_entry_points=True).backends()
+    monkeypatch.delenv("FTLAB_DISABLE_PLUGINS")
+    monkeypatch.setenv("FTLAB_LOAD_PLUGINS", "nothing_else")
+    assert "local_peft" not in Plugins(load_entry_points=True).backends()
