@@ -69,3 +69,21 @@ def test_dry_run_prints_statements_and_creates_nothing(make_backend, fake_bq, tm
     assert not fake_bq.engine.tables and not fake_bq.engine.models and not fake_bq.state.jobs
     assert not (out / "bqml_job.json").exists()
     assert {e["route"] for e in fake_bq.log} == {"jobs.insert"}
+
+
+def test_gcs_sources_loaded_with_load_data_and_prompt_built_in_sql(make_backend, fake_bq, tmp_path):
+    evals = load_examples("eval", 15)
+    path = tmp_path / "eval.jsonl"
+    path.write_text("".join(json.dumps({"id": ex.id, "input_text": ex.text, "output_text": ex.label}) + "\n"
+                            for ex in evals))
+    uri = "gs://ftlab-test/mtsamples/eval.jsonl"
+    fake_bq.engine.gcs_files[uri] = str(path)
+    backend, _ = make_backend(gcs_eval_uri=uri)
+    prompt = make_prompt()
+    preds = backend.predict(backend.base_model(), evals, prompt, Decoding())
+    assert preds.metrics["bqml/rows_failed"] == 0
+    kinds = [k for k, _, _ in backend.runner.stats.statements]
+    assert kinds[:3] == ["create_model", "load_data", "build_prompt_table"] and "upload" not in kinds
+    table = next(t for k, t in fake_bq.engine.tables.items() if not k.endswith("_raw"))
+    built = {r["id"]: r["prompt"] for r in table.rows}
+    assert built == {ex.id: prompt.render(ex.text) for ex in evals}  # same text as the local render
