@@ -1,0 +1,50 @@
+"""``ftlab report``: one self-contained HTML page and a Markdown file for a run or an experiment.
+
+``build_report(ref)`` finds the run(s) (:mod:`ftlab.runs`), collects rows (:mod:`.collect`) and
+renders them (:mod:`.html`, :mod:`.markdown`). Nothing here imports a model library.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from ftlab.runs import RUN_ID, find_runs
+
+
+def _file_stem(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "report"
+
+
+def build_report(ref: str, out_dir: Path, uri: Optional[str] = None,
+                 max_runs: int = 20) -> tuple[Path, Path]:
+    """Write ``<stem>.html`` and ``<stem>.md`` (+ ``<stem>_files/`` charts) under ``out_dir``."""
+    from ftlab.report.collect import collect
+    from ftlab.report.html import render_html
+    from ftlab.report.markdown import render_markdown
+
+    runs = find_runs(ref, uri, max_runs=max_runs)
+    try:
+        views = [collect(r) for r in runs]
+        single = len(runs) == 1 and RUN_ID.match(ref)
+        if single:
+            run = runs[0]
+            title = f"ftlab report: {run.experiment_name} / {run.label}"
+            stem = _file_stem(f"{run.experiment_name}-{run.run_id[:8]}")
+        else:
+            title = f"ftlab report: experiment {runs[0].experiment_name} ({len(runs)} runs)"
+            stem = _file_stem(f"{runs[0].experiment_name}")
+        generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        html_path, md_path = out_dir / f"{stem}.html", out_dir / f"{stem}.md"
+        html_path.write_text(render_html(views, title, generated, runs[0].tracking_uri),
+                             encoding="utf-8")
+        md_path.write_text(render_markdown(views, title, generated, runs[0].tracking_uri,
+                                           out_dir / f"{stem}_files", f"{stem}_files"),
+                           encoding="utf-8")
+    finally:
+        for r in runs:
+            r.cleanup()
+    return html_path, md_path

@@ -1,0 +1,220 @@
+"""Turn a recorded run into plain rows for the report: config, headline metrics, per-class table,
+paired statistics, charts and provenance. No rendering here, and no model library imports.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Optional
+
+from ftlab.runs import RecordedRun
+
+HEADLINE = (("macro-F1", "macro_f1"), ("micro-F1", "micro_f1"), ("accuracy", "accuracy"),
+            ("unparseable rate", "unparseable_rate"))
+CONFIG_KEYS = ("backend.name", "model.name", "model.source", "model.endpoint", "data.name",
+               "data.train_path", "data.eval_path", "data.test_path", "data.max_train_rows",
+               "data.max_eval_rows", "data.acceptable.source", "prompt.name", "stages", "seed",
+               "train.method", "train.epochs", "train.max_steps", "train.learning_rate",
+               "train.batch_size", "train.gradient_accumulation_steps", "train.lora.r",
+               "train.lora.alpha", "train.lora.dropout", "eval.splits", "eval.decoding.mode",
+               "eval.bootstrap_samples", "eval.bootstrap_seed", "eval.confidence")
+
+
+@dataclass
+class Chart:
+    title: str
+    png: bytes
+    name: str
+    """File name to use when the chart is written next to the Markdown file."""
+
+
+@dataclass
+class MetricRow:
+    name: str
+    mode: str
+    """``strict`` or ``lenient``."""
+    values: dict[str, Optional[float]]
+    """stage → value."""
+    delta: Optional[float] = None
+
+
+@dataclass
+class ClassRow:
+    label: str
+    support: Optional[int]
+    base: Optional[float]
+    tuned: Optional[float]
+
+    @property
+    def delta(self) -> Optional[float]:
+        return None if self.base is None or self.tuned is None else self.tuned - self.base
+
+
+@dataclass
+class SplitView:
+    split: str
+    stages: list[str]
+    headline: list[MetricRow]
+    per_class: list[ClassRow]
+    compare: Optional[dict[str, float]]
+    charts: list[Chart] = field(default_factory=list)
+
+
+@dataclass
+class RunView:
+    run: RecordedRun
+    started: str
+    config: list[tuple[str, str]]
+    splits: list[SplitView]
+    charts: list[Chart]
+    """Run-wide charts (training loss)."""
+    provenance: list[tuple[str, str]]
+    native: list[tuple[str, float]]
+    notes: list[str]
+
+    def headline(self, stage: str, mode: str = "strict", key: str = "macro_f1") -> Optional[float]:
+        split = self.splits[0].split if self.splits else "eval"
+        return _metric(self.run, stage, split, mode, key)
+
+
+def _metric(run: RecordedRun, stage: str, split: str, mode: str, key: str) -> Optional[float]:
+    p = f"eval/{stage}/{split}"
+    v = run.metric(f"{p}/{mode}/{key}")
+    if v is None and mode == "strict":
+        v = run.metric(f"{p}/{key}")
+    return v
+
+
+def _chart(run: RecordedRun, rel: str, title: str) -> Optional[Chart]:
+    path = run.file(rel)
+    if path is None:
+        return None
+    return Chart(title, path.read_bytes(), rel.replace("/", "_"))
+
+
+def _labels(run: RecordedRun) -> list[tuple[str, str]]:
+    """(slug, label) in display order: labels.json, else the metric keys."""
+    slugs = run.json("labels.json")
+    if isinstance(slugs, dict) and slugs:
+        return list(slugs.items())
+    found = []
+    for k in run.metrics:
+        parts = k.split("/")
+        if len(parts) == 6 and parts[3] == "per_class" and parts[5] == "f1" and parts[4] not in found:
+            found.append(parts[4])
+    return [(s, s) for s in sorted(found)]
+
+
+def _support(run: RecordedRun, split: str, stages: list[str]) -> dict[str, int]:
+    for stage in stages:
+        raw = run.text(f"eval/{stage}/{split}/per_class.csv")
+        if raw:
+            return {r["slug"]: int(r["support"]) for r in csv.DictReader(io.StringIO(raw))
+                    if r.get("slug") and r.get("support", "").isdigit()}
+    return {}
+
+
+def _split_view(run: RecordedRun, split: str) -> SplitView:
+    stages = run.stages(split)
+    rows: list[MetricRow] = []
+    for mode in ("strict", "lenient"):
+        for name, key in HEADLINE:
+            vals = {s: _metric(run, s, split, mode, key) for s in stages}
+            if all(v is None for v in vals.values()):
+                continue
+            b, t = vals.get("base"), vals.get("tuned")
+            rows.append(MetricRow(name, mode, vals, None if b is None or t is None else t - b))
+    support = _support(run, split, stages)
+    per_class = []
+    for slug_, label in _labels(run):
+        def f1(stage: str) -> Optional[float]:
+            return run.metric(f"eval/{stage}/{split}/per_class/{slug_}/f1")
+        if "base" not in stages and "tuned" not in stages:
+            continue
+        per_class.append(ClassRow(label, support.get(slug_), f1("base"), f1("tuned")))
+    cmp_keys = ("macro_f1_delta", "macro_f1_delta_ci_low", "macro_f1_delta_ci_high", "mcnemar_p",
+                "accuracy_delta", "only_base_correct", "only_tuned_correct",
+                "lenient_macro_f1_delta")
+    compare = {k: run.metrics[f"compare/{split}/{k}"] for k in cmp_keys
+               if f"compare/{split}/{k}" in run.metrics} or None
+    charts = []
+    for stage in stages:
+        c = _chart(run, f"eval/{stage}/{split}/confusion_matrix.png",
+                   f"Confusion matrix: {stage} model, {split} split (strict, row-normalised)")
+        if c:
+            charts.append(c)
+    c = _chart(run, f"compare/{split}/per_class_f1.png", f"Per-class F1 on {split}: base vs tuned")
+    if c:
+        charts.append(c)
+    return SplitView(split, stages, rows, per_class, compare, charts)
+
+
+def _provenance(run: RecordedRun) -> list[tuple[str, str]]:
+    rows = [("MLflow run id", run.run_id), ("experiment", run.experiment_name),
+            ("tracking URI", run.tracking_uri), ("status", run.status),
+            ("run folder", str(run.run_dir) if run.run_dir else
+             f"{run.tags.get('ftlab.run_dir', '')} (not on this machine; read from artifacts)")]
+    man = run.json("manifest.json") or {}
+    git = man.get("git", {})
+    sha = git.get("sha") or run.tags.get("mlflow.source.git.commit", "")
+    rows.append(("git sha", sha + (" (dirty working tree)" if git.get("dirty") else "")))
+    if man.get("config_sha256"):
+        rows.append(("config sha256", man["config_sha256"]))
+    for name, d in (man.get("data") or {}).items():
+        rows.append((f"data {name}", f"{d.get('path', '')} ({d.get('rows', '?')} rows) "
+                                     f"sha256 {d.get('sha256', '')}"))
+    rows.append(("prompt sha256", man.get("prompt_sha256") or run.tags.get("ftlab.prompt_sha256", "")))
+    rows.append(("label-set sha256", man.get("label_set_sha256")
+                 or run.tags.get("ftlab.label_set_sha256", "")))
+    for k, v in (man.get("seeds") or {}).items():
+        rows.append((f"seed {k}", str(v)))
+    for k, v in (man.get("versions") or {}).items():
+        rows.append((f"version {k}", str(v)))
+    return rows
+
+
+def collect(run: RecordedRun) -> RunView:
+    started = (datetime.fromtimestamp(run.start_time / 1000, tz=timezone.utc)
+               .strftime("%Y-%m-%d %H:%M:%S UTC") if run.start_time else "")
+    config = [(k, run.params[k]) for k in CONFIG_KEYS if run.params.get(k) not in (None, "None")]
+    config += [(k, v) for k, v in sorted(run.params.items())
+               if k.startswith("backend.") and k != "backend.name"]
+    charts = [c for c in [_chart(run, "train/loss.png", "Training loss per step")] if c]
+    native = sorted((k, v) for k, v in run.metrics.items() if k.startswith("native/"))
+    notes = []
+    splits = [_split_view(run, s) for s in run.splits()]
+    if not splits:
+        notes.append("This run recorded no evaluation metrics (did it fail before evaluating?).")
+    if run.status != "FINISHED":
+        notes.append(f"Run status is {run.status}: numbers may be partial.")
+    return RunView(run, started, config, splits, charts, _provenance(run), native, notes)
+
+
+def fmt(x: Optional[float], signed: bool = False) -> str:
+    if x is None:
+        return ""
+    return f"{x:+.3f}" if signed else f"{x:.3f}"
+
+
+def fmt_p(x: Optional[float]) -> str:
+    return "" if x is None else f"{x:.3g}"
+
+
+def ci_text(c: Optional[dict], confidence: str = "95") -> str:
+    """``+0.120 [+0.050, +0.190]`` for a comparison dict, else empty."""
+    if not c or "macro_f1_delta" not in c:
+        return ""
+    lo, hi = c.get("macro_f1_delta_ci_low"), c.get("macro_f1_delta_ci_high")
+    ci = f" [{fmt(lo, True)}, {fmt(hi, True)}]" if lo is not None and hi is not None else ""
+    return f"{fmt(c['macro_f1_delta'], True)}{ci}"
+
+
+def confidence_pct(view: RunView) -> str:
+    raw = view.run.params.get("eval.confidence")
+    try:
+        return f"{float(raw) * 100:g}"
+    except (TypeError, ValueError):
+        return "95"

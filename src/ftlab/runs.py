@@ -1,0 +1,179 @@
+"""Find a recorded run and read what it recorded: MLflow metrics, params, tags and its files.
+
+A reference is an MLflow run id (32 hex digits) or an experiment name (all its runs, newest first).
+Files (``config.yaml``, ``manifest.json``, ``state.json``, charts …) come from the run folder named
+by the tag ``ftlab.run_dir`` when it still exists on this machine and belongs to this run (its
+``mlflow_run.json`` names the same run id); otherwise they are downloaded from the run's artifacts
+into a temporary folder. ``state.json`` is only in the run folder.
+
+Used by ``ftlab report`` and ``ftlab predict``; imports no model library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class RunNotFound(LookupError):
+    """No run or experiment matches the reference (or the store cannot be read)."""
+
+
+@dataclass
+class RecordedRun:
+    """One MLflow run as ftlab recorded it."""
+
+    run_id: str
+    experiment_id: str
+    experiment_name: str
+    run_name: str
+    status: str
+    start_time: int
+    """Milliseconds since the epoch."""
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    tracking_uri: str
+    run_dir: Optional[Path]
+    """The local run folder, when it exists here and belongs to this run."""
+    client: Any = field(repr=False, default=None)
+    _tmp: Optional[Path] = field(repr=False, default=None)
+    _missing: set = field(repr=False, default_factory=set)
+
+    # -- files -------------------------------------------------------------------------------------
+    def file(self, rel: str) -> Optional[Path]:
+        """A recorded file by its artifact path (``eval/base/eval/confusion_matrix.png``), or None."""
+        if self.run_dir is not None and (self.run_dir / rel).is_file():
+            return self.run_dir / rel
+        if self.run_dir is not None or rel in self._missing or self.client is None:
+            return None  # the run folder mirrors every artifact: absent there = not recorded
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f"ftlab-run-{self.run_id[:8]}-"))
+        dest = self._tmp / rel
+        if dest.is_file():
+            return dest
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        try:
+            got = Path(self.client.download_artifacts(self.run_id, rel, str(self._tmp)))
+        except Exception:
+            self._missing.add(rel)
+            return None
+        return got if got.is_file() else None
+
+    def text(self, rel: str) -> Optional[str]:
+        path = self.file(rel)
+        return path.read_text(encoding="utf-8") if path is not None else None
+
+    def json(self, rel: str) -> Any:
+        raw = self.text(rel)
+        return json.loads(raw) if raw is not None else None
+
+    def state(self) -> dict:
+        """The runner's ``state.json`` (stages done, the trained model reference); {} if absent."""
+        if self.run_dir is None or not (self.run_dir / "state.json").is_file():
+            return {}
+        return json.loads((self.run_dir / "state.json").read_text(encoding="utf-8"))
+
+    def cleanup(self) -> None:
+        """Remove downloaded artifacts."""
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    # -- metric helpers ----------------------------------------------------------------------------
+    def metric(self, key: str) -> Optional[float]:
+        return self.metrics.get(key)
+
+    def stages(self, split: str) -> list[str]:
+        """Evaluation stages recorded for ``split`` (``base``, ``tuned``), in run order."""
+        found = {k.split("/")[1] for k in self.metrics
+                 if k.startswith("eval/") and k.endswith(f"/{split}/macro_f1") and k.count("/") == 3}
+        return [s for s in ("base", "tuned") if s in found] + sorted(found - {"base", "tuned"})
+
+    def splits(self) -> list[str]:
+        found = {k.split("/")[2] for k in self.metrics
+                 if k.startswith("eval/") and k.endswith("/macro_f1") and k.count("/") == 3}
+        return [s for s in ("eval", "test") if s in found] + sorted(found - {"eval", "test"})
+
+    @property
+    def label(self) -> str:
+        return self.run_name or self.run_id[:8]
+
+
+def _run_dir(run_id: str, tags: dict[str, str]) -> Optional[Path]:
+    raw = tags.get("ftlab.run_dir")
+    if not raw:
+        return None
+    folder = Path(raw)
+    rec = folder / "mlflow_run.json"
+    if not folder.is_dir():
+        return None
+    if rec.is_file():
+        try:
+            if json.loads(rec.read_text()).get("run_id") != run_id:
+                return None
+        except (OSError, ValueError):
+            return None
+    return folder
+
+
+def _client(uri: Optional[str]):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=resolve_tracking_uri(uri))
+
+
+def _wrap(run, exp_name: str, client, uri: str) -> RecordedRun:
+    tags = dict(run.data.tags)
+    return RecordedRun(
+        run_id=run.info.run_id, experiment_id=run.info.experiment_id, experiment_name=exp_name,
+        run_name=run.info.run_name or tags.get("mlflow.runName", ""), status=run.info.status,
+        start_time=int(run.info.start_time or 0), metrics=dict(run.data.metrics),
+        params=dict(run.data.params), tags=tags, tracking_uri=uri,
+        run_dir=_run_dir(run.info.run_id, tags), client=client)
+
+
+def find_runs(ref: str, uri: Optional[str] = None, max_runs: int = 50) -> list[RecordedRun]:
+    """Runs named by ``ref``: one run for a run id, else every run of the experiment, newest first."""
+    uri = resolve_tracking_uri(uri)
+    client = _client(uri)
+    if RUN_ID.match(ref):
+        try:
+            run = client.get_run(ref)
+        except Exception:
+            run = None
+        if run is not None:
+            exp = client.get_experiment(run.info.experiment_id)
+            return [_wrap(run, exp.name if exp else "", client, uri)]
+    try:
+        exp = client.get_experiment_by_name(ref)
+    except Exception as exc:
+        raise RunNotFound(f"cannot read the MLflow store at {uri}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+    if exp is None:
+        from ftlab.plugins import did_you_mean
+
+        names = [e.name for e in client.search_experiments()]
+        kind = "run id or experiment" if RUN_ID.match(ref) else "experiment"
+        raise RunNotFound(f"no {kind} {ref!r} in {uri}{did_you_mean(ref, names)} "
+                          f"(experiments: {', '.join(sorted(names)) or 'none'})")
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"],
+                              max_results=max_runs)
+    if not runs:
+        raise RunNotFound(f"experiment {ref!r} in {uri} has no runs")
+    return [_wrap(r, exp.name, client, uri) for r in runs]
+
+
+def find_run(ref: str, uri: Optional[str] = None) -> RecordedRun:
+    """One run: by run id, or the newest run of an experiment."""
+    return find_runs(ref, uri, max_runs=1)[0]
