@@ -1,0 +1,201 @@
+"""``ftlab predict RUN --input FILE.jsonl --output FILE.jsonl [--model base|tuned]``.
+
+Applies a recorded run's model to new rows with the run's own config: its backend, prompt,
+decoding and label set. ``RUN`` is an MLflow run id (or an experiment name: its newest run). The
+tuned model's reference comes from the run folder's ``state.json``; the default model is the tuned
+one when the run trained, else the base one. Each input line is a JSON object with the run's
+``data.text_column`` (e.g. ``input_text``); every bad line is reported as ``FILE:LINE`` and then
+nothing is written. Output: one JSON line per input row with ``id`` (the row's ``id``, else its
+1-based line number), ``line``, ``label``, ``raw_text``, ``unparseable``, ``scores`` and ``status``
+(plus ``truth`` when the row carries the run's ``data.label_column``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+MAX_ERRORS_SHOWN = 20
+
+
+class PredictError(RuntimeError):
+    pass
+
+
+def read_rows(path: Path, text_column: str) -> list[tuple[int, dict]]:
+    """``(line, row)`` for every non-blank line; raises PredictError listing every bad line."""
+    if not path.is_file():
+        raise PredictError(f"input file not found: {path}")
+    rows, errors = [], []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(f"{path}:{n}: not valid JSON ({exc.msg})")
+            continue
+        if not isinstance(row, dict):
+            errors.append(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+        elif text_column not in row:
+            errors.append(f"{path}:{n}: missing key {text_column!r} (the run's data.text_column); "
+                          f"the row has {sorted(row)[:8]}")
+        elif not isinstance(row[text_column], str) or not row[text_column].strip():
+            errors.append(f"{path}:{n}: empty or non-text {text_column!r}")
+        else:
+            rows.append((n, row))
+    if errors:
+        shown = errors[:MAX_ERRORS_SHOWN]
+        more = len(errors) - len(shown)
+        raise PredictError(f"{len(errors)} invalid input row(s); nothing was written:\n  "
+                           + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else ""))
+    if not rows:
+        raise PredictError(f"{path} has no rows")
+    return rows
+
+
+def load_config(yaml_text: str, plugins) -> Any:
+    """The run's recorded config, typed and validated (backend schema from its plugin)."""
+    from omegaconf import OmegaConf
+
+    from ftlab.config import RunConfig
+    from ftlab.config.compose import ConfigError, explain, validate
+
+    plain = OmegaConf.to_container(OmegaConf.create(yaml_text))
+    plain.pop("hydra", None)
+    name = (plain.get("backend") or {}).get("name")
+    if not name:
+        raise ConfigError("the recorded config has no backend.name")
+    info = plugins.backend(name)
+    try:
+        node = OmegaConf.merge(OmegaConf.structured(RunConfig),
+                               {"backend": OmegaConf.structured(info.schema)}, plain)
+    except Exception as exc:
+        raise ConfigError(explain(exc, plugins)) from exc
+    return validate(node)
+
+
+def choose_model(run, backend, which: Optional[str]):
+    """The ModelRef to predict with: ``tuned`` from ``state.json``, ``base`` from the backend."""
+    from ftlab.contract import ModelRef
+
+    state = run.state()
+    trained = "trained" in state or "time/train_wall_s" in run.metrics
+    which = which or ("tuned" if trained else "base")
+    if which == "base":
+        return backend.base_model()
+    if "trained" not in state:
+        if not trained:
+            raise PredictError(f"run {run.run_id} did not train: use --model base")
+        where = run.tags.get("ftlab.run_dir", "?")
+        raise PredictError(f"the tuned model's reference is in the run folder's state.json, and the "
+                           f"run folder {where} is not on this machine (or has no state.json)")
+    t = state["trained"]
+    return ModelRef(backend=t["backend"], kind=t["kind"], uri=t.get("uri", ""),
+                    extra=dict(t.get("extra") or {}))
+
+
+def predict_rows(cfg, backend, model, prompt, rows, show_progress: bool = True) -> list[dict]:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ftlab.contract import UNPARSEABLE, Decoding, Example
+
+    d = cfg.eval.decoding
+    mode = getattr(d.mode, "value", d.mode)
+    decoding = Decoding(mode=mode, max_new_tokens=d.max_new_tokens, temperature=d.temperature,
+                        top_p=d.top_p, batch_size=d.batch_size)
+    text_col, label_col = cfg.data.text_column, cfg.data.label_column
+    examples = [Example(id=f"predict-{n}", text=row[text_col], label=str(row.get(label_col, "")),
+                        source=f"line {n}") for n, row in rows]
+    chunk = max(1, d.batch_size) * 4
+    out: list[dict] = []
+    with Progress(console=Console(stderr=True), disable=not show_progress,
+                  transient=True) as bar:
+        task = bar.add_task(f"predict ({model.kind} model)", total=len(examples))
+        for i in range(0, len(examples), chunk):
+            part = examples[i:i + chunk]
+            preds = {p.id: p for p in backend.predict(model, part, prompt, decoding).items}
+            for ex, (n, row) in zip(part, rows[i:i + chunk]):
+                p = preds.get(ex.id)
+                if p is None:
+                    raise PredictError(f"the backend returned no prediction for line {n}")
+                label = prompt.parse(p.raw_text)
+                rec = {"id": row.get("id", n), "line": n, "label": label, "raw_text": p.raw_text,
+                       "unparseable": label == UNPARSEABLE,
+                       "scores": dict(p.scores) if p.scores else None, "status": p.status}
+                if label_col in row:
+                    rec["truth"] = row[label_col]
+                out.append(rec)
+            bar.advance(task, len(part))
+    return out
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """Write atomically: a partial output file never appears."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def predict(ref: str, input_path: Path, output_path: Path, which: Optional[str] = None,
+            uri: Optional[str] = None, show_progress: bool = True) -> list[dict]:
+    from ftlab.contract import RunContext
+    from ftlab.plugins import get_plugins
+    from ftlab.prompt import make_prompt
+    from ftlab.runs import find_run
+
+    run = find_run(ref, uri)
+    try:
+        yaml_text = run.text("config.yaml")
+        if yaml_text is None:
+            raise PredictError(f"run {run.run_id} has no recorded config.yaml")
+        plugins = get_plugins()
+        cfg = load_config(yaml_text, plugins)
+        rows = read_rows(input_path, cfg.data.text_column)  # before any model loads
+        prompt = make_prompt(cfg.prompt, cfg.data.labels)
+        with tempfile.TemporaryDirectory(prefix="ftlab-predict-") as work:
+            backend = plugins.backend(cfg.backend.name).factory(cfg, RunContext(Path(work)))
+            model = choose_model(run, backend, which)
+            records = predict_rows(cfg, backend, model, prompt, rows, show_progress)
+        write_jsonl(output_path, records)
+        return records
+    finally:
+        run.cleanup()
+
+
+def main(args: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="ftlab predict", description=__doc__.splitlines()[0])
+    p.add_argument("run", metavar="RUN_ID", help="MLflow run id (or experiment name: newest run)")
+    p.add_argument("--input", "-i", type=Path, required=True, help="JSONL rows to classify")
+    p.add_argument("--output", "-o", type=Path, required=True, help="JSONL predictions to write")
+    p.add_argument("--model", choices=("base", "tuned"), default=None,
+                   help="default: tuned if the run trained, else base")
+    p.add_argument("--tracking-uri", default=None, help="MLflow store (default: as `ftlab` runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ns = p.parse_args(list(args))
+    from ftlab.config.compose import ConfigError
+    from ftlab.plugins import PluginError
+    from ftlab.runs import RunNotFound
+
+    try:
+        records = predict(ns.run, ns.input, ns.output, ns.model, ns.tracking_uri,
+                          show_progress=not ns.no_progress and sys.stderr.isatty())
+    except (PredictError, RunNotFound, ConfigError, PluginError) as exc:
+        print(f"ftlab predict: {exc}", file=sys.stderr)
+        return 2
+    bad = sum(r["unparseable"] for r in records)
+    print(f"{len(records)} predictions written to {ns.output} ({bad} unparseable)")
+    return 0
