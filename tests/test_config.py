@@ -15,9 +15,12 @@ GROUP_OPTIONS = sorted((p.parent.name, p.stem) for p in (ROOT / "conf").glob("*/
                        if p.parent.name != "experiment")
 
 
+REQUIRED = {"mtsamples17_bqml": ["backend.project=my-project", "backend.dataset=ftlab_test"]}
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes_and_validates(name, plugins):
-    cfg = validate(compose([f"+experiment={name}"], plugins))
+    cfg = validate(compose([f"+experiment={name}", *REQUIRED.get(name, [])], plugins))
     assert isinstance(cfg, RunConfig) and cfg.experiment == name
 
 
@@ -46,6 +49,7 @@ def test_headers(path):
     ("eval.decoding.mode=beam", "invalid value for config key 'eval.decoding.mode'"),
     ("model=tiny_rndom", "unknown option 'tiny_rndom' for config group 'model'; did you mean 'tiny_random'?"),
     ("+experiment=smok", "did you mean 'smoke'?"),
+    ("+experiment=mtsamples17_bqml", "config key 'backend.project' must be set"),
 ])
 def test_typos_fail_with_the_key_and_a_suggestion(override, message, plugins):
     with pytest.raises(ConfigError) as err:

@@ -86,8 +86,10 @@ class Run:
                 t0 = time.perf_counter()
                 preds = self.backend.predict(ref, examples, self.prompt, _decoding(cfg))
                 self.tracker.log_metrics({f"time/predict_{stage}_{split}_s": time.perf_counter() - t0})
-                self.tracker.log_metrics({f"{k}/{stage}/{split}" if "/" in k else k: v
-                                          for k, v in preds.metrics.items()})
+                # "cost/bytes_billed" → "cost/base/eval/bytes_billed"
+                self.tracker.log_metrics({
+                    (f"{k.split('/', 1)[0]}/{stage}/{split}/{k.split('/', 1)[1]}" if "/" in k
+                     else f"{k}/{stage}/{split}"): v for k, v in preds.metrics.items()})
             scored = ev.score(stage, split, examples, preds, self.prompt, cfg.eval.lenient)
             self.scored[(stage, split)] = scored
             self.tracker.log_metrics(ev.metric_dict(scored, self.prompt.labels))

@@ -83,6 +83,9 @@ def explain(exc: BaseException, plugins=None) -> str:
         where = re.search(r"^In '([^']+)'", text, re.M)
         src = f" (set in config file '{where.group(1)}')" if where and where.group(1) != "config" else ""
         return f"unknown config key '{full}'{hint}{src}"
+    if key_m and "missing mandatory value" in text:
+        return (f"config key '{key_m.group(1)}' must be set "
+                f"(add {key_m.group(1)}=VALUE to the command line or the experiment file)")
     if key_m:
         why = re.search(r"^((?:Value|Invalid value) '(?!\$VALUE).*)$", text, re.M)
         detail = why.group(1).strip() if why else text.splitlines()[0].strip()
