@@ -84,3 +84,13 @@ def test_every_schema_field_is_documented():
                 nxt = body[i + 1] if i + 1 < len(body) else None
                 assert isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant), \
                     f"{cls.__name__}.{node.target.id} has no docstring"
+
+
+def test_config_reference_is_current(plugins):
+    from pathlib import Path
+
+    from ftlab.config.reference import render
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert doc.read_text().strip() == render(plugins).strip(), \
+        "docs/config.md is stale: python -m ftlab.config.reference > docs/config.md"

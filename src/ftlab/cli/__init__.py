@@ -3,6 +3,7 @@
     ftlab [+experiment=NAME] [key=value ...]    run an experiment (Hydra; -m for sweeps)
     ftlab --help | --cfg job +experiment=NAME   Hydra help / show the composed config
     ftlab plugins                               registered backends and their packages
+    ftlab config-schema                         every config key, its type, default and meaning
     ftlab report RUN_ID|EXPERIMENT              HTML + Markdown report
     ftlab ui [--port N]                         MLflow UI over the project's store
     ftlab predict RUN_ID --input F --output F   apply a run's model to new rows
@@ -21,6 +22,7 @@ SUBCOMMANDS = {
     "report": "ftlab.cli.report_cmd",
     "ui": "ftlab.cli.ui_cmd",
     "predict": "ftlab.cli.predict_cmd",
+    "config-schema": "ftlab.config.reference",
 }
 
 
