@@ -113,3 +113,21 @@ def test_markdown_cells_are_escaped(value, expected):
     from ftlab.report.markdown import cell
 
     assert cell(value) == expected
+
+
+def test_report_and_ui_do_not_import_model_libraries(run_experiment, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    run_experiment("stages=[evaluate_base]")
+    code = ("import sys\n"
+            "from ftlab.cli import main\n"
+            "import ftlab.cli.ui_cmd, ftlab.cli.predict_cmd\n"
+            f"assert main(['report', 'smoke', '--output', {str(tmp_path)!r}]) == 0\n"
+            "heavy = ('torch', 'transformers', 'peft', 'google.cloud.bigquery')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"
