@@ -89,7 +89,8 @@ def _zombie(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] == "Z"
 
 
-def test_ftlab_ui_command_prints_url_and_stops_its_group_on_sigterm(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_ftlab_ui_command_prints_url_and_stops_its_group_on_signal(tmp_path, sig):
     from ftlab.cli.ui_cmd import free_port, group_members
 
     port = free_port()
@@ -111,7 +112,7 @@ def test_ftlab_ui_command_prints_url_and_stops_its_group_on_sigterm(tmp_path):
         pgid = int(text.split("process group ")[1].split(";")[0])
         assert group_members(pgid)
         assert _get(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
         assert group_members(pgid) == []
     finally:

@@ -170,7 +170,8 @@ def main(args: Sequence[str]) -> int:
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, on_term)
+    # explicit handlers: a shell may start a background job with SIGINT ignored
+    old = {sig: signal.signal(sig, on_term) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = None
     try:
         server = start_server(ns.port, ns.host, ns.tracking_uri)
@@ -190,4 +191,5 @@ def main(args: Sequence[str]) -> int:
     finally:
         if server is not None:
             stop_server(server)
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
