@@ -112,3 +112,14 @@ def test_recorded_config_is_validated_against_the_backend_schema(fake_backend):
         load_config(yaml_text, fake_backend)
     with pytest.raises(ConfigError, match="backend.junk_evry"):
         load_config("backend:\n  name: fake\n  junk_evry: 3\n", fake_backend)
+
+
+def test_predict_from_a_run_folder_without_mlflow(run_experiment, tmp_path):
+    from ftlab.cli.predict_cmd import predict
+
+    _, run_dir = run_experiment("tracking.enabled=false")
+    src = tmp_path / "in.jsonl"
+    _write(src, _eval_rows(4))
+    got = predict(str(run_dir), src, tmp_path / "out.jsonl", show_progress=False)
+    recorded = _read(run_dir / "eval/tuned/eval/predictions.jsonl")[:4]
+    assert [g["label"] for g in got] == [r["label"] for r in recorded]

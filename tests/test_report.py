@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 
@@ -131,3 +132,26 @@ def test_report_and_ui_do_not_import_model_libraries(run_experiment, tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_report_from_a_run_folder_without_mlflow(run_experiment, tmp_path):
+    from ftlab.report import build_report
+
+    _, run_dir = run_experiment("tracking.enabled=false")
+    html_path, md_path = build_report(str(run_dir), tmp_path / "out")
+    html, md = html_path.read_text(), md_path.read_text()
+    assert len(_images(html)) == 4
+    metrics = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        metrics.update(json.loads(line))
+    assert f"{metrics['eval/tuned/eval/lenient/macro_f1']:.3f}" in md
+    assert f"{metrics['compare/eval/mcnemar_p']:.3g}" in md
+    assert "not in MLflow" in html and "Consult - History and Phy." in md
+
+
+def test_run_folder_reference_prefers_its_mlflow_run(run_experiment):
+    from ftlab.runs import find_runs
+
+    _, run_dir = run_experiment("stages=[evaluate_base]")
+    [run] = find_runs(str(run_dir))
+    assert run.run_id == _run_id().info.run_id and run.run_dir == run_dir

@@ -1,6 +1,8 @@
 """Find a recorded run and read what it recorded: MLflow metrics, params, tags and its files.
 
-A reference is an MLflow run id (32 hex digits) or an experiment name (all its runs, newest first).
+A reference is an MLflow run id (32 hex digits), an experiment name (all its runs, newest first) or
+a run folder (``outputs/<experiment>/<time>``: its MLflow run when the store has it, else the
+folder alone, which also covers runs made with ``tracking.enabled=false``).
 Files (``config.yaml``, ``manifest.json``, ``state.json``, charts …) come from the run folder named
 by the tag ``ftlab.run_dir`` when it still exists on this machine and belongs to this run (its
 ``mlflow_run.json`` names the same run id); otherwise they are downloaded from the run's artifacts
@@ -11,6 +13,7 @@ Used by ``ftlab report`` and ``ftlab predict``; imports no model library.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -143,9 +146,53 @@ def _wrap(run, exp_name: str, client, uri: str) -> RecordedRun:
         run_dir=_run_dir(run.info.run_id, tags), client=client)
 
 
+def _last_metrics(path: Path) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            out.update({k: float(v) for k, v in row.items() if k not in ("step", "time")})
+    return out
+
+
+def from_folder(folder: Path) -> RecordedRun:
+    """A run read from its folder alone (metrics.jsonl, config.yaml, manifest.json)."""
+    from omegaconf import OmegaConf
+
+    from ftlab.tracking.mlflow_tracker import flatten
+
+    cfg = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"))
+    man_path = folder / "manifest.json"
+    man = json.loads(man_path.read_text()) if man_path.is_file() else {}
+    tags = {"ftlab.run_dir": str(folder), "mlflow.source.git.commit": man.get("git", {}).get("sha", ""),
+            "ftlab.prompt_sha256": man.get("prompt_sha256", ""),
+            "ftlab.label_set_sha256": man.get("label_set_sha256", "")}
+    status = "FAILED" if (folder / "error.txt").is_file() else "FINISHED"
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()
+    return RecordedRun(run_id=f"local-{digest[:26]}",
+                       experiment_id="", experiment_name=str(cfg.get("experiment", "")),
+                       run_name=folder.name, status=status,
+                       start_time=int((folder / "config.yaml").stat().st_mtime * 1000),
+                       metrics=_last_metrics(folder / "metrics.jsonl"), params=flatten(cfg),
+                       tags=tags, tracking_uri=f"(run folder {folder}; not in MLflow)", run_dir=folder)
+
+
 def find_runs(ref: str, uri: Optional[str] = None, max_runs: int = 50) -> list[RecordedRun]:
-    """Runs named by ``ref``: one run for a run id, else every run of the experiment, newest first."""
+    """Runs named by ``ref``: one run for a run id or folder, else an experiment's runs, newest first."""
     uri = resolve_tracking_uri(uri)
+    folder = Path(ref).expanduser()
+    if not RUN_ID.match(ref) and (folder / "config.yaml").is_file():
+        rec = folder / "mlflow_run.json"
+        info = json.loads(rec.read_text()) if rec.is_file() else {}
+        recorded = info.get("tracking_uri") or uri
+        if not recorded.startswith(("sqlite:", "file:")):
+            recorded = uri  # never wait on a recorded server that may be gone
+        if info.get("run_id"):
+            try:
+                return find_runs(info["run_id"], recorded, max_runs)
+            except RunNotFound:
+                pass
+        return [from_folder(folder.resolve())]
     client = _client(uri)
     if RUN_ID.match(ref):
         try:

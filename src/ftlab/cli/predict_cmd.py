@@ -1,9 +1,9 @@
 """``ftlab predict RUN --input FILE.jsonl --output FILE.jsonl [--model base|tuned]``.
 
 Applies a recorded run's model to new rows with the run's own config: its backend, prompt,
-decoding and label set. ``RUN`` is an MLflow run id (or an experiment name: its newest run). The
-tuned model's reference comes from the run folder's ``state.json``; the default model is the tuned
-one when the run trained, else the base one. Each input line is a JSON object with the run's
+decoding and label set. ``RUN`` is an MLflow run id, a run folder, or an experiment name (its
+newest run). The tuned model's reference comes from the run folder's ``state.json``; the default
+model is the tuned one when the run trained, else the base one. Each input line is a JSON object with the run's
 ``data.text_column`` (e.g. ``input_text``); every bad line is reported as ``FILE:LINE`` and then
 nothing is written. Output: one JSON line per input row with ``id`` (the row's ``id``, else its
 1-based line number), ``line``, ``label``, ``raw_text``, ``unparseable``, ``scores`` and ``status``
@@ -178,7 +178,8 @@ def predict(ref: str, input_path: Path, output_path: Path, which: Optional[str] 
 
 def main(args: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="ftlab predict", description=__doc__.splitlines()[0])
-    p.add_argument("run", metavar="RUN_ID", help="MLflow run id (or experiment name: newest run)")
+    p.add_argument("run", metavar="RUN_ID",
+                   help="MLflow run id, run folder, or experiment name (newest run)")
     p.add_argument("--input", "-i", type=Path, required=True, help="JSONL rows to classify")
     p.add_argument("--output", "-o", type=Path, required=True, help="JSONL predictions to write")
     p.add_argument("--model", choices=("base", "tuned"), default=None,

@@ -1,6 +1,6 @@
-"""``ftlab report RUN_ID|EXPERIMENT [--output DIR] [--max-runs N]``: HTML + Markdown report.
+"""``ftlab report RUN_ID|EXPERIMENT|RUN_DIR [--output DIR] [--max-runs N]``: HTML + Markdown report.
 
-A run id gives one run; an experiment name gives its runs side by side, newest first. Metrics come
+A run id or run folder gives one run; an experiment name gives its runs side by side, newest first. Metrics come
 from MLflow (``MLFLOW_TRACKING_URI``, else the project's ``mlflow.db``); charts and provenance from
 the run folder, or from the run's artifacts when the folder is not on this machine.
 """
@@ -15,7 +15,8 @@ from typing import Sequence
 
 def main(args: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="ftlab report", description=__doc__.splitlines()[0])
-    p.add_argument("ref", metavar="RUN_ID|EXPERIMENT", help="MLflow run id or experiment name")
+    p.add_argument("ref", metavar="RUN_ID|EXPERIMENT|RUN_DIR",
+                   help="MLflow run id, experiment name or run folder")
     p.add_argument("--output", "-o", type=Path, default=None,
                    help="output folder (default: reports/ under the project root)")
     p.add_argument("--max-runs", type=int, default=20, help="experiment: newest N runs (default 20)")

@@ -28,7 +28,7 @@ def build_report(ref: str, out_dir: Path, uri: Optional[str] = None,
     runs = find_runs(ref, uri, max_runs=max_runs)
     try:
         views = [collect(r) for r in runs]
-        single = len(runs) == 1 and RUN_ID.match(ref)
+        single = RUN_ID.match(ref) or (Path(ref).expanduser() / "config.yaml").is_file()
         if single:
             run = runs[0]
             title = f"ftlab report: {run.experiment_name} / {run.label}"
