@@ -16,7 +16,7 @@ def test_training_reduces_loss(trained):
     losses = [h["train/loss"] for h in trained.result.history if "train/loss" in h]
     assert len(losses) == 6  # 60 steps, logging every 10
     assert losses[-1] < 0.6 * losses[0], losses
-    evals = [h["eval/loss"] for h in trained.result.history if "eval/loss" in h]
+    evals = [h["train/eval_loss"] for h in trained.result.history if "train/eval_loss" in h]
     assert evals and evals[-1] < losses[0]
 
 

@@ -53,8 +53,9 @@ class LocalPeftBackend:
     def _saved_tokenizer(self, ref: ModelRef | None) -> Path | None:
         if self.source != loading.SOURCE_TINY:
             return None
-        if ref is not None and ref.kind == "tuned" and ref.uri and (Path(ref.uri) / "tokenizer.json").is_file():
-            return Path(ref.uri)
+        if ref is not None and ref.kind == "tuned" and ref.uri:
+            if (Path(ref.uri) / "tokenizer.json").is_file():
+                return Path(ref.uri)
         run_tok = Path(self.ctx.run_dir) / TINY_TOKENIZER_DIR
         return run_tok if (run_tok / "tokenizer.json").is_file() else None
 
@@ -130,7 +131,7 @@ class LocalPeftBackend:
         self._peft = model
         out = Path(job.out_dir)
         adapter_dir = out / "adapter"
-        model.save_pretrained(adapter_dir)
+        model.save_pretrained(adapter_dir, save_embedding_layers=False)
         if self.source == loading.SOURCE_TINY:
             self._tok.save_pretrained(adapter_dir)
         self._adapters[str(adapter_dir.resolve())] = "default"

@@ -18,8 +18,8 @@ class LocalPeftConfig(BackendConfig):
     """auto (cuda if available, else cpu), cpu, cuda, cuda:N or xla."""
     dtype: str = "float32"
     """Weight dtype after loading: float32 or bfloat16 (GGUF is always dequantised to fp32 first)."""
-    bf16_autocast: bool = True
-    """Run forward passes under bf16 autocast when the device supports it (CPU: ~1.6-1.8x faster)."""
+    bf16_autocast: bool = False
+    """bf16 autocast for forward passes where supported (off: ~2x slower on the 2-core dev CPU, see README)."""
     num_threads: int = 0
     """torch intra-op threads; 0 = torch's default."""
     gradient_checkpointing: bool = False

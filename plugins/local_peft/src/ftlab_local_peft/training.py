@@ -84,7 +84,7 @@ def save_checkpoint(path: Path, model, opt, sched, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "adapter")
+    model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state()},
                tmp / "state.pt")
     (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
@@ -203,7 +203,7 @@ def train_lora(base, tokenizer, job, cfg, ctx, rt: Runtime, end_id: int, pad_id:
             window = []
         if eval_feats and (int(epoch) > epochs_done or step == total):
             epochs_done = int(epoch)
-            log({"step": step, "eval/loss": _eval_loss(model, eval_feats, bs, pad_id, rt),
+            log({"step": step, "train/eval_loss": _eval_loss(model, eval_feats, bs, pad_id, rt),
                  "train/epoch": epoch})
         if bc.checkpoint_steps > 0 and step % bc.checkpoint_steps == 0 and step < total:
             save_checkpoint(ckpt_dir, model, opt, sched,
