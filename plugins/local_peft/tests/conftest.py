@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.append(str(Path(__file__).parent))  # append: never shadow the host tests' conftest
 
 from local_peft_helpers import Trained  # noqa: E402
 
