@@ -127,6 +127,9 @@ class Run:
                 self.tracker.log_artifact(Path(a), "model")
         self.state["trained"] = _ref_to_json(trained.model)
         self._save_state()
+        # a later process (ftlab predict, replay) can find the tuned model from MLflow alone
+        self.tracker.set_tags({"ftlab.trained_model": json.dumps(self.state["trained"])})
+        self.tracker.log_artifact(self.state_path)
         return trained.model
 
     def _compare(self) -> None:

@@ -83,8 +83,8 @@ class Tracker:
             exp = client.get_experiment_by_name(self.experiment)
             if exp is None:
                 location = None
-                if self.uri.startswith("sqlite:///") and self.uri == default_tracking_uri():
-                    location = (project_root() / "mlartifacts").as_uri()
+                if self.uri.startswith("sqlite:///"):  # artifacts beside the db, not in the cwd
+                    location = (Path(self.uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
                 exp_id = client.create_experiment(self.experiment, artifact_location=location)
             else:
                 exp_id = exp.experiment_id
