@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=8, help="examples to score")
     ap.add_argument("--max-input-tokens", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=1)
-    ap.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast")
+    ap.add_argument("--bf16", action="store_true", help="enable bf16 autocast (off by default)")
     args = ap.parse_args()
 
     import torch
@@ -34,7 +34,7 @@ def main() -> None:
     from ftlab_local_peft.backend import LocalPeftBackend
 
     examples, labels = load_examples(args.n + 1)
-    cfg = make_cfg(args.real, labels, backend={"progress": False, "bf16_autocast": not args.no_bf16},
+    cfg = make_cfg(args.real, labels, backend={"progress": False, "bf16_autocast": args.bf16},
                    prompt={"max_input_tokens": args.max_input_tokens})
     prompt = make_prompt(cfg.prompt, labels)
     b = LocalPeftBackend(cfg, context())

@@ -4,6 +4,8 @@
 (``tokens(label) + [end]``, see :mod:`ftlab_local_peft.encoding`) after the prompt. Each batch of
 prompts is prefilled once (left padding, explicit position ids); the cache is repeated once per
 label (``batch_repeat_interleave``) and all label continuations go through one more forward pass.
+The repeated cache holds ``prompts x labels`` rows, so a prompt batch is capped at
+``MAX_LABEL_ROWS // len(labels)`` prompts (17 labels x 8 prompts x 410 tokens would copy ~2.5 GB).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Sequence
 import torch
 
 from ftlab_local_peft.loading import autocast
+
+MAX_LABEL_ROWS = 64
+"""Upper bound on prompts x labels rows in one label-scoring pass."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ def score_labels(model, prompts: Sequence[Sequence[int]], labels: Sequence[str],
     results: list[dict] = [{} for _ in prompts]
     lengths = torch.tensor([len(c) for c in conts], dtype=torch.float32)
     with torch.inference_mode(), _progress(len(prompts), "score_labels", rt.progress) as bar:
-        for idx in _batches(prompts, batch_size):
+        for idx in _batches(prompts, min(batch_size, max(1, MAX_LABEL_ROWS // len(conts)))):
             t0 = time.perf_counter()
             s = score_batch(model, [prompts[i] for i in idx], conts, pad_id, rt).cpu()
             rank = s / lengths if length_normalize else s
