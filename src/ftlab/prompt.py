@@ -14,6 +14,7 @@ The parser maps generated text to one configured label, or to ``<unparseable>``:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -133,14 +134,6 @@ class Prompt:
 
 
 def make_prompt(prompt_cfg, labels: Sequence[str]) -> Prompt:
-    """Build the run's :class:`Prompt` from ``cfg.prompt`` and the label set."""
-    return Prompt(
-        template=prompt_cfg.template,
-        labels=tuple(labels),
-        label_line=prompt_cfg.label_line,
-        system=prompt_cfg.system,
-        max_input_tokens=prompt_cfg.max_input_tokens,
-        max_input_chars=prompt_cfg.max_input_chars,
-        truncation_side=prompt_cfg.truncation_side,
-        use_chat_template=prompt_cfg.use_chat_template,
-    )
+    """Build the run's :class:`Prompt` from ``cfg.prompt`` (same field names) and the label set."""
+    fields = {f.name for f in dataclasses.fields(Prompt)} - {"labels"}
+    return Prompt(labels=tuple(labels), **{k: getattr(prompt_cfg, k) for k in fields})
