@@ -7,7 +7,7 @@ import difflib
 import re
 from typing import Any, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ftlab.config.run import RunConfig
 from ftlab.plugins import did_you_mean
@@ -34,26 +34,24 @@ def register_schemas(plugins) -> None:
     plugins.register_configs(store)
 
 
-def _schema_keys(path: str, plugins) -> list[str]:
-    """Valid sibling keys at a dotted ``path`` (``train.lora``), from the dataclass schemas."""
-    node: Any = RunConfig
+def _schema_keys(path: str, plugins, backend_schema: str = "") -> list[str]:
+    """Valid sibling keys at a dotted ``path`` (``train.lora``), from the dataclass schemas.
+
+    Under ``backend``: the schema named ``backend_schema`` (from the error), else every backend's.
+    """
     parts = [p for p in path.split(".") if p]
-    for i, part in enumerate(parts):
-        if part == "backend" and i == 0:
-            node = None
-            continue
-        if node is None:
-            return []
-        fields = {f.name: f for f in dataclasses.fields(node)}
-        if part not in fields:
-            return []
-        node = _dataclass_of(node, part)
-    if node is None and parts == ["backend"]:
-        keys: set[str] = set()
-        for info in plugins.backends().values():
-            keys |= {f.name for f in dataclasses.fields(info.schema)}
-        return sorted(keys)
-    return [f.name for f in dataclasses.fields(node)] if node is not None else []
+    roots: list[Any] = [RunConfig]
+    if parts[:1] == ["backend"]:
+        schemas = [info.schema for info in plugins.backends().values()]
+        roots = [c for c in schemas if c.__name__ == backend_schema] or schemas
+        parts = parts[1:]
+    keys: set[str] = set()
+    for node in roots:
+        for part in parts:
+            node = _dataclass_of(node, part) if node is not None else None
+        if node is not None:
+            keys |= {f.name for f in dataclasses.fields(node)}
+    return sorted(keys)
 
 
 def _dataclass_of(cls: type, field_name: str) -> Optional[type]:
@@ -78,7 +76,9 @@ def explain(exc: BaseException, plugins=None) -> str:
         parent, _, leaf = full.rpartition(".")
         hint = ""
         if plugins is not None:
-            close = difflib.get_close_matches(leaf, _schema_keys(parent, plugins), n=1, cutoff=0.6)
+            owner = miss.group(2) if miss.re.groups > 1 else ""
+            close = difflib.get_close_matches(leaf, _schema_keys(parent, plugins, owner), n=1,
+                                              cutoff=0.6)
             hint = f"; did you mean '{f'{parent}.' if parent else ''}{close[0]}'?" if close else ""
         where = re.search(r"^In '([^']+)'", text, re.M)
         src = f" (set in config file '{where.group(1)}')" if where and where.group(1) != "config" else ""
@@ -104,14 +104,11 @@ def explain(exc: BaseException, plugins=None) -> str:
 def validate(cfg: DictConfig | dict) -> RunConfig:
     """Build the typed :class:`RunConfig` (running every ``__post_init__`` check)."""
     node = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg.copy()
-    with_flags = OmegaConf.to_container(node, resolve=False)  # drop hydra's own node
-    if isinstance(with_flags, dict):
-        with_flags.pop("hydra", None)
-    if not OmegaConf.is_config(node) or OmegaConf.get_type(node) is not RunConfig:
-        node = OmegaConf.merge(OmegaConf.structured(RunConfig), with_flags)
-    elif "hydra" in node:
-        OmegaConf.set_struct(node, False)
-        node.pop("hydra")
+    if "hydra" in node:  # Hydra's own node is not part of the run config
+        with open_dict(node):
+            node.pop("hydra")
+    if OmegaConf.get_type(node) is not RunConfig:
+        node = OmegaConf.merge(OmegaConf.structured(RunConfig), node)
     try:
         return OmegaConf.to_object(node)
     except Exception as exc:
