@@ -102,3 +102,13 @@ def test_dead_tracking_server_fails_fast(tmp_path, monkeypatch):
     res = ftlab("+experiment=smoke", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     assert res.returncode == 2
     assert "MLflow tracking server at http://127.0.0.1:9 is not usable" in res.stderr
+
+
+def test_multirun_sweep_gives_one_run_per_job(tmp_path):
+    res = ftlab("-m", "+experiment=smoke", "train.lora.r=4,8", "stages=[evaluate_base]",
+                f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    client = mlflow_client()
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    assert sorted(r.data.params["train.lora.r"] for r in runs) == ["4", "8"]
+    assert all((tmp_path / "sweep" / str(i) / "eval/base/eval/predictions.jsonl").is_file() for i in (0, 1))
