@@ -30,45 +30,46 @@ def _fail(key: str, value, why: str):
     raise BqmlConfigError(f"backend.{key}={value!r} is invalid: {why}")
 
 
+def _matching(key: str, value, pattern, why: str) -> str:
+    """``value`` if it is a string that fully matches ``pattern``, else a BqmlConfigError."""
+    if not isinstance(value, str) or not pattern.match(value):
+        _fail(key, value, why)
+    return value
+
+
 def check_name(key: str, value) -> str:
     """Dataset/table/model name: letters, digits and ``_`` only."""
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        _fail(key, value, "use only letters, digits and '_' (no quotes, dots, backticks or spaces)")
-    return value
+    return _matching(key, value, NAME_RE,
+                     "use only letters, digits and '_' (no quotes, dots, backticks or spaces)")
 
 
 def check_project(key: str, value) -> str:
-    if not isinstance(value, str) or not PROJECT_RE.match(value):
-        _fail(key, value, "a project id is 6-63 lower-case letters, digits or '-', starting with a letter")
-    return value
+    return _matching(key, value, PROJECT_RE,
+                     "a project id is 6-63 lower-case letters, digits or '-', starting with a letter")
 
 
 def check_location(key: str, value) -> str:
-    if not isinstance(value, str) or not LOCATION_RE.match(value):
-        _fail(key, value, "a BigQuery location such as US, EU or us-central1")
-    return value
+    return _matching(key, value, LOCATION_RE,
+                     "a BigQuery location such as US, EU or us-central1")
 
 
 def check_connection(key: str, value) -> str:
     """``DEFAULT`` or ``project.region.connection_id``."""
     if value == "DEFAULT":
         return value
-    if not isinstance(value, str) or not CONNECTION_RE.match(value):
-        _fail(key, value, "use DEFAULT or project.region.connection_id (letters, digits, '-', '_')")
-    return value
+    return _matching(key, value, CONNECTION_RE,
+                     "use DEFAULT or project.region.connection_id (letters, digits, '-', '_')")
 
 
 def check_endpoint(key: str, value) -> str:
     """A model name (``gemini-2.0-flash-001``) or an https URL; goes into a string literal."""
-    if not isinstance(value, str) or not ENDPOINT_RE.match(value):
-        _fail(key, value, "a model name or URL made of letters, digits and ._@:/- (no quotes)")
-    return value
+    return _matching(key, value, ENDPOINT_RE,
+                     "a model name or URL made of letters, digits and ._@:/- (no quotes)")
 
 
 def check_gcs_uri(key: str, value) -> str:
-    if not isinstance(value, str) or not GCS_URI_RE.match(value):
-        _fail(key, value, "a gs://bucket/path URI without quotes, spaces or backslashes")
-    return value
+    return _matching(key, value, GCS_URI_RE,
+                     "a gs://bucket/path URI without quotes, spaces or backslashes")
 
 
 def check_choice(key: str, value, choices) -> str:
