@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+from ftlab.data import label_set_sha256
 from ftlab.paths import project_root
 
 _DISTS = ("ftlab", "ftlab-local-peft", "ftlab-bqml", "torch", "transformers", "peft", "accelerate",
@@ -45,7 +46,7 @@ def build(config_yaml: str, splits: dict, prompt, labels, cfg) -> dict[str, Any]
         "data": {name: {"path": str(s.path), "sha256": s.sha256, "rows": len(s.examples)}
                  for name, s in splits.items()},
         "prompt_sha256": prompt.sha256,
-        "label_set_sha256": hashlib.sha256("\n".join(labels).encode()).hexdigest(),
+        "label_set_sha256": label_set_sha256(labels),
         "labels": list(labels),
         "seeds": {"run": cfg.seed, "train": cfg.train.seed, "bootstrap": cfg.eval.bootstrap_seed},
         "git": git_state(),
