@@ -46,6 +46,15 @@ class ModelRef:
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Backend-specific facts (job id, location, base model id) needed to reload it."""
 
+    def to_json(self) -> dict:
+        return {"backend": self.backend, "kind": self.kind, "uri": self.uri, "extra": dict(self.extra)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "ModelRef":
+        """Inverse of :meth:`to_json` (as stored in ``state.json`` and the ``ftlab.trained_model`` tag)."""
+        return cls(backend=d["backend"], kind=d["kind"], uri=d.get("uri", ""),
+                   extra=dict(d.get("extra") or {}))
+
 
 @dataclass(frozen=True)
 class Decoding:
@@ -57,6 +66,12 @@ class Decoding:
     temperature: float = 0.0
     top_p: float = 1.0
     batch_size: int = 8
+
+    @classmethod
+    def from_config(cls, d) -> "Decoding":
+        """From ``cfg.eval.decoding`` (an ftlab.config.DecodingConfig)."""
+        return cls(mode=getattr(d.mode, "value", d.mode), max_new_tokens=d.max_new_tokens,
+                   temperature=d.temperature, top_p=d.top_p, batch_size=d.batch_size)
 
 
 @dataclass(frozen=True)

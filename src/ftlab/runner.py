@@ -34,16 +34,6 @@ class StageError(RuntimeError):
     pass
 
 
-def _decoding(cfg: RunConfig) -> Decoding:
-    d = cfg.eval.decoding
-    return Decoding(mode=d.mode.value, max_new_tokens=d.max_new_tokens, temperature=d.temperature,
-                    top_p=d.top_p, batch_size=d.batch_size)
-
-
-def _ref_to_json(ref: ModelRef) -> dict:
-    return {"backend": ref.backend, "kind": ref.kind, "uri": ref.uri, "extra": dict(ref.extra)}
-
-
 def _load_predictions(path: Path, ref: ModelRef) -> Predictions:
     items = []
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -84,7 +74,8 @@ class Run:
                 log.info("resume: %s predictions read back from %s", key, out)
             else:
                 t0 = time.perf_counter()
-                preds = self.backend.predict(ref, examples, self.prompt, _decoding(cfg))
+                preds = self.backend.predict(ref, examples, self.prompt,
+                                             Decoding.from_config(cfg.eval.decoding))
                 self.tracker.log_metrics({f"time/predict_{stage}_{split}_s": time.perf_counter() - t0})
                 # "cost/bytes_billed" → "cost/base/eval/bytes_billed"
                 self.tracker.log_metrics({
@@ -107,7 +98,7 @@ class Run:
     def _train(self) -> ModelRef:
         if "trained" in self.state:
             log.info("resume: training already finished, adapter %s", self.state["trained"]["uri"])
-            return ModelRef(**self.state["trained"])
+            return ModelRef.from_json(self.state["trained"])
         out = self.run_dir / "train"
         out.mkdir(parents=True, exist_ok=True)
         job = TrainJob(train=self.splits["train"].examples,
@@ -125,7 +116,7 @@ class Run:
         if self.cfg.tracking.log_adapter:
             for a in trained.artifacts:
                 self.tracker.log_artifact(Path(a), "model")
-        self.state["trained"] = _ref_to_json(trained.model)
+        self.state["trained"] = trained.model.to_json()
         self._save_state()
         # a later process (ftlab predict, replay) can find the tuned model from MLflow alone
         self.tracker.set_tags({"ftlab.trained_model": json.dumps(self.state["trained"])})
@@ -197,7 +188,7 @@ class Run:
             ctx = RunContext(self.run_dir, self.tracker.log_metrics, self.tracker.set_tags,
                              self.tracker.log_artifact)
             self.backend = info.factory(cfg, ctx)
-            tuned: Optional[ModelRef] = (ModelRef(**self.state["trained"]) if "trained" in self.state
+            tuned: Optional[ModelRef] = (ModelRef.from_json(self.state["trained"]) if "trained" in self.state
                                          else None)
             for stage in self.stages:
                 log.info("stage %s", stage)

@@ -95,9 +95,7 @@ def choose_model(run, backend, which: Optional[str]):
         where = run.tags.get("ftlab.run_dir", "?")
         raise PredictError(f"the tuned model's reference is in the run folder's state.json, and the "
                            f"run folder {where} is not on this machine (or has no state.json)")
-    t = state["trained"]
-    return ModelRef(backend=t["backend"], kind=t["kind"], uri=t.get("uri", ""),
-                    extra=dict(t.get("extra") or {}))
+    return ModelRef.from_json(state["trained"])
 
 
 def predict_rows(cfg, backend, model, prompt, rows, show_progress: bool = True) -> list[dict]:
@@ -107,9 +105,7 @@ def predict_rows(cfg, backend, model, prompt, rows, show_progress: bool = True) 
     from ftlab.contract import UNPARSEABLE, Decoding, Example
 
     d = cfg.eval.decoding
-    mode = getattr(d.mode, "value", d.mode)
-    decoding = Decoding(mode=mode, max_new_tokens=d.max_new_tokens, temperature=d.temperature,
-                        top_p=d.top_p, batch_size=d.batch_size)
+    decoding = Decoding.from_config(d)
     text_col, label_col = cfg.data.text_column, cfg.data.label_column
     examples = [Example(id=f"predict-{n}", text=row[text_col], label=str(row.get(label_col, "")),
                         source=f"line {n}") for n, row in rows]
