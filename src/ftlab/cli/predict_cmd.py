@@ -63,21 +63,14 @@ def load_config(yaml_text: str, plugins) -> Any:
     """The run's recorded config, typed and validated (backend schema from its plugin)."""
     from omegaconf import OmegaConf
 
-    from ftlab.config import RunConfig
-    from ftlab.config.compose import ConfigError, explain, validate
+    from ftlab.config.compose import ConfigError, validate
 
     plain = OmegaConf.to_container(OmegaConf.create(yaml_text))
     plain.pop("hydra", None)
     name = (plain.get("backend") or {}).get("name")
     if not name:
         raise ConfigError("the recorded config has no backend.name")
-    info = plugins.backend(name)
-    try:
-        node = OmegaConf.merge(OmegaConf.structured(RunConfig),
-                               {"backend": OmegaConf.structured(info.schema)}, plain)
-    except Exception as exc:
-        raise ConfigError(explain(exc, plugins)) from exc
-    return validate(node)
+    return validate(plain, plugins)
 
 
 def choose_model(run, backend, which: Optional[str]):

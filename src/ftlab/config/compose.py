@@ -101,14 +101,28 @@ def explain(exc: BaseException, plugins=None) -> str:
     return str(chain[-1] if len(chain) > 1 and isinstance(chain[0], ConfigError) else exc).strip()
 
 
-def validate(cfg: DictConfig | dict) -> RunConfig:
-    """Build the typed :class:`RunConfig` (running every ``__post_init__`` check)."""
+def validate(cfg: DictConfig | dict, plugins=None) -> RunConfig:
+    """Build the typed :class:`RunConfig` (running every ``__post_init__`` check).
+
+    An untyped config (a dict, or YAML read back from a run) is first merged over the run schema
+    and the schema of the backend it names, so its backend keys are checked too.
+    """
     node = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg.copy()
     if "hydra" in node:  # Hydra's own node is not part of the run config
         with open_dict(node):
             node.pop("hydra")
     if OmegaConf.get_type(node) is not RunConfig:
-        node = OmegaConf.merge(OmegaConf.structured(RunConfig), node)
+        schemas: list[Any] = [OmegaConf.structured(RunConfig)]
+        name = OmegaConf.select(node, "backend.name", default=None)
+        if name:
+            from ftlab.plugins import get_plugins
+
+            plugins = plugins or get_plugins()
+            schemas.append({"backend": OmegaConf.structured(plugins.backend(name).schema)})
+        try:
+            node = OmegaConf.merge(*schemas, node)
+        except Exception as exc:
+            raise ConfigError(explain(exc, plugins)) from exc
     try:
         return OmegaConf.to_object(node)
     except Exception as exc:
