@@ -18,15 +18,10 @@ from typing import Any, Optional, Sequence
 
 from ftlab.contract import Decoding, Example, ModelRef, Prediction, Predictions, TrainedModel, TrainJob
 
+from ftlab.evaluate import slug  # the host's slug, so native keys match ftlab's
 from ftlab_bqml import jobs, sql
 
-_SLUG = re.compile(r"[^a-z0-9]+")
 DRY_RUN_STATUS = "dry_run: nothing was sent"
-
-
-def slug(label: str) -> str:
-    """``Allergy / Immunology`` → ``allergy_immunology`` (a metric-key-safe label)."""
-    return _SLUG.sub("_", label.casefold()).strip("_") or "label"
 
 
 def _sha(obj: Any, n: int = 10) -> str:
