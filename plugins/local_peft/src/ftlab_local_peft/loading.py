@@ -14,6 +14,8 @@ from typing import Iterable
 
 import torch
 
+from ftlab.paths import resolve  # relative model.path → against the project root
+
 log = logging.getLogger(__name__)
 
 SOURCE_GGUF = "gguf_package"
@@ -60,19 +62,6 @@ def autocast(device: torch.device, enabled: bool):
     if enabled and device.type in ("cpu", "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def resolve_path(path: str) -> Path:
-    """Resolve a relative ``model.path`` against the project root (cwd if ftlab has no helper)."""
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        return p
-    try:
-        from ftlab.paths import project_root  # type: ignore[import-not-found]
-
-        return project_root() / p
-    except ImportError:
-        return Path.cwd() / p
 
 
 def gguf_location(package: str, file: str) -> tuple[str, str]:
@@ -131,7 +120,7 @@ def load_tokenizer(model_cfg, corpus: Iterable[str] | None = None, saved: Path |
         folder, file = gguf_location(model_cfg.package, model_cfg.file)
         return AutoTokenizer.from_pretrained(folder, gguf_file=file)
     if source == SOURCE_DIR:
-        folder = resolve_path(model_cfg.path)
+        folder = resolve(model_cfg.path)
         kw = {"gguf_file": model_cfg.file} if model_cfg.file else {}
         return AutoTokenizer.from_pretrained(str(folder), **kw)
     if source == SOURCE_TINY:
@@ -158,7 +147,7 @@ def load_model(model_cfg, backend_cfg, device: torch.device, vocab_size: int):
         folder, file = gguf_location(model_cfg.package, model_cfg.file)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file)
     elif source == SOURCE_DIR:
-        folder = resolve_path(model_cfg.path)
+        folder = resolve(model_cfg.path)
         kw = {"gguf_file": model_cfg.file} if model_cfg.file else {}
         model = AutoModelForCausalLM.from_pretrained(str(folder), **kw)
     elif source == SOURCE_TINY:
