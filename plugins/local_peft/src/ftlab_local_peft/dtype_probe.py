@@ -1,0 +1,183 @@
+"""Choose the compute dtype at run time: bf16 only where it is measurably faster on this machine.
+
+Machines of one kind differ: with native bf16 instructions (AVX-512 BF16, AMX) a bf16 matmul ran 2.3x
+fp32; with AVX2 only, bf16 autocast ran 2x *slower*. So on CPU ``auto`` reads the CPU flags, and only when
+bf16 instructions exist times a short fp32-vs-bf16 probe of transformer-like shape. The decision is cached
+per machine (CPU model, flags, torch version, thread count) in ``$FTLAB_CACHE_DIR/dtype_probe.json``
+(default ``~/.cache/ftlab``), so later runs pay nothing.
+
+    dtype, reason = choose_dtype(device, cfg.dtype)   # reason goes to the manifest / MLflow
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+"""CPU flags that mean native bf16 arithmetic; without one, bf16 is emulated and slower."""
+KEY_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+"""Flags that enter the cache key (the ones that change which kernels torch picks)."""
+MIN_SPEEDUP = 1.2
+"""bf16 must be at least this much faster than fp32 in the probe to be chosen."""
+PROBE_SHAPE = (512, 576, 1536)
+"""tokens x hidden x MLP width: SmolLM2-135M's MLP on a 512-token batch."""
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+CACHE_FILE = "dtype_probe.json"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    fp32_s: float
+    """Median seconds of one up + down projection in fp32."""
+    bf16_s: float
+    """The same in bf16."""
+
+    @property
+    def speedup(self) -> float:
+        return self.fp32_s / self.bf16_s
+
+
+def cpu_info(text: Optional[str] = None) -> tuple[str, frozenset[str]]:
+    """``(model name, flags)`` from /proc/cpuinfo text (read when not given; empty if unavailable)."""
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+    model, flags = "", frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+    return model or "unknown cpu", flags
+
+
+def cache_key(model: str, flags: frozenset[str], torch_version: str, threads: int) -> str:
+    """One machine + software setting: CPU model, the flags that matter, torch version, threads."""
+    present = ",".join(f for f in KEY_FLAGS if f in flags) or "-"
+    return f"{model}|{present}|torch {torch_version}|{threads} threads"
+
+
+def cache_path(cache_dir: Optional[os.PathLike] = None) -> Path:
+    base = cache_dir or os.environ.get("FTLAB_CACHE_DIR") or Path.home() / ".cache" / "ftlab"
+    return Path(base) / CACHE_FILE
+
+
+def probe(budget_s: float = 1.0) -> ProbeResult:
+    """Time fp32 vs bf16 linear layers of :data:`PROBE_SHAPE`, both directions, on torch's threads.
+
+    Up projection [n, h] x [h, w] and down projection [n, w] x [w, h], alternating the dtypes so that a
+    busy neighbour slows both alike; median per dtype; stops after ``budget_s`` (at least 3 rounds).
+    """
+    n, h, w = PROBE_SHAPE
+    g = torch.Generator().manual_seed(0)
+    base = [torch.randn(n, h, generator=g), torch.randn(w, h, generator=g) / h ** 0.5,
+            torch.randn(h, w, generator=g) / w ** 0.5]
+    per = {dt: [t.to(dt) for t in base] for dt in (torch.float32, torch.bfloat16)}
+    times: dict[torch.dtype, list[float]] = {dt: [] for dt in per}
+
+    def once(x, up, down) -> float:
+        t0 = time.perf_counter()
+        torch.nn.functional.linear(torch.nn.functional.linear(x, up), down)
+        return time.perf_counter() - t0
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for args in per.values():  # warm-up: kernel selection, allocator
+            once(*args)
+        while True:
+            for dt, args in per.items():
+                times[dt].append(once(*args))
+            rounds = len(times[torch.float32])
+            if rounds >= 3 and (time.perf_counter() - start > budget_s or rounds >= 25):
+                break
+    return ProbeResult(statistics.median(times[torch.float32]), statistics.median(times[torch.bfloat16]))
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, key: str, entry: dict) -> None:
+    """Add ``entry`` under ``key``, atomically (temporary file + rename); a failure only loses the cache."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = _read_cache(path)
+        data[key] = entry
+        fd, tmp = tempfile.mkstemp(prefix=".dtype_probe.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
+def _cpu_choice(cpuinfo: Optional[str], cache_dir, run_probe: Callable[[], ProbeResult]
+                ) -> tuple[torch.dtype, str]:
+    model, flags = cpu_info(cpuinfo)
+    native = [f for f in BF16_FLAGS if f in flags]
+    if not native:
+        return torch.float32, (f"cpu has none of {'/'.join(BF16_FLAGS)} (bf16 would be emulated); "
+                               "float32 without probing")
+    key = cache_key(model, flags, torch.__version__, torch.get_num_threads())
+    path = cache_path(cache_dir)
+    entry = _read_cache(path).get(key)
+    if isinstance(entry, dict) and {"speedup", "date"} <= entry.keys():
+        how = f"cached {entry['date']}"
+    else:
+        r = run_probe()
+        entry = {"speedup": round(r.speedup, 3), "fp32_ms": round(r.fp32_s * 1e3, 3),
+                 "bf16_ms": round(r.bf16_s * 1e3, 3), "date": _dt.date.today().isoformat()}
+        _write_cache(path, key, entry)
+        how = "measured now"
+    speedup = float(entry["speedup"])
+    has = f"cpu has {'+'.join(native)}"
+    if speedup >= MIN_SPEEDUP:
+        return torch.bfloat16, f"{has}; probe bf16 {speedup:.2f}x faster than fp32 ({how})"
+    return torch.float32, f"{has}; probe bf16 only {speedup:.2f}x fp32, below {MIN_SPEEDUP}x ({how}); float32"
+
+
+def choose_dtype(device, requested: str = "auto", *, cpuinfo: Optional[str] = None,
+                 cache_dir: Optional[os.PathLike] = None,
+                 run_probe: Optional[Callable[[], ProbeResult]] = None) -> tuple[torch.dtype, str]:
+    """``(dtype, reason)`` for ``device`` (``torch.device`` or str).
+
+    ``requested``: ``auto``, or an explicit ``float32``/``bfloat16``/``float16`` (also ``fp32``/``bf16``/
+    ``fp16``), honoured as given. ``auto`` on CUDA: bf16 where supported, else fp32. On CPU: see the module
+    docstring. ``cpuinfo`` (/proc/cpuinfo text), ``cache_dir`` and ``run_probe`` are for tests.
+    """
+    req = str(requested).strip().lower()
+    if req in DTYPES:
+        return DTYPES[req], "requested"
+    if req != "auto":
+        raise ValueError(f"unknown dtype {requested!r}: use auto, float32, bfloat16 or float16")
+    kind = torch.device(device).type
+    if kind == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, f"cuda device {torch.cuda.get_device_name(device)} supports bf16"
+        return torch.float32, "cuda device without bf16 support; float32"
+    if kind == "cpu":
+        return _cpu_choice(cpuinfo, cache_dir, run_probe or probe)
+    return torch.float32, f"no bf16 policy for device type {kind!r}; float32"
