@@ -94,3 +94,36 @@ def test_config_reference_is_current(plugins):
     doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
     assert doc.read_text().strip() == render(plugins).strip(), \
         "docs/config.md is stale: python -m ftlab.config.reference > docs/config.md"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("+model.anything=1", "unknown config key 'model.anything'"),
+    ("+model._target_=os.system", "unknown config key 'model._target_'"),
+    ("+train.lora.rank=8", "unknown config key 'train.lora.rank'"),
+    ("+train.learnig_rate=1e-3", "unknown config key 'train.learnig_rate'; did you mean 'train.learning_rate'?"),
+    ("+backend.devce=cpu", "unknown config key 'backend.devce'; did you mean 'backend.device'?"),
+    ("+data.acceptable.extra=1", "unknown config key 'data.acceptable.extra'"),
+    ("+surprise=1", "unknown config key 'surprise'"),
+])
+def test_added_keys_on_structured_groups_are_refused(override, message, plugins):
+    """Hydra's ``+key=`` adds to structured nodes too; the schema walk refuses what it lacks."""
+    with pytest.raises(ConfigError) as err:
+        validate(compose([override], plugins))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["0", "-1e-4", "0.0"])
+def test_learning_rate_must_be_positive(value, plugins):
+    with pytest.raises(ConfigError, match=r"train.learning_rate must be > 0"):
+        validate(compose([f"train.learning_rate={value}"], plugins))
+
+
+def test_an_untyped_config_with_an_added_key_is_refused(plugins):
+    """A config read back from a run folder (a plain dict) is held to the same schemas."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(compose(["+experiment=smoke"], plugins), resolve=True)
+    cfg.pop("hydra", None)
+    cfg["model"]["_target_"] = "os.system"
+    with pytest.raises(ConfigError, match="unknown config key 'model._target_'"):
+        validate(cfg, plugins)

@@ -61,6 +61,38 @@ def _dataclass_of(cls: type, field_name: str) -> Optional[type]:
     return hint if dataclasses.is_dataclass(hint) else None
 
 
+def unknown_key_message(full: str, plugins=None, owner: str = "") -> str:
+    """``unknown config key 'train.learnig_rate'; did you mean 'train.learning_rate'?``"""
+    parent, _, leaf = full.rpartition(".")
+    hint = ""
+    if plugins is not None:
+        close = difflib.get_close_matches(leaf, _schema_keys(parent, plugins, owner), n=1, cutoff=0.6)
+        hint = f"; did you mean '{f'{parent}.' if parent else ''}{close[0]}'?" if close else ""
+    return f"unknown config key '{full}'{hint}"
+
+
+def _unknown_key(node: Any, path: str = "") -> Optional[tuple[str, str]]:
+    """The first key of ``node`` that its dataclass schema lacks: (dotted key, schema name).
+
+    Hydra's ``+group.key=value`` adds keys even to structured nodes (and ``OmegaConf.to_object``
+    then passes them through silently), so every typed node is checked against its fields.
+    """
+    if not isinstance(node, DictConfig):
+        return None
+    cls = OmegaConf.get_type(node)
+    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
+    for key in node.keys():
+        full = f"{path}{key}"
+        if fields is not None and key not in fields:
+            return full, cls.__name__
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            found = _unknown_key(child, f"{full}.")
+            if found:
+                return found
+    return None
+
+
 def explain(exc: BaseException, plugins=None) -> str:
     """One paragraph for a composition/validation error, with the dotted key and a suggestion."""
     chain, e = [], exc
@@ -72,17 +104,10 @@ def explain(exc: BaseException, plugins=None) -> str:
     miss = re.search(r"Key '([^']+)' not in '(\w+)'", text) or re.search(
         r"Key '([^']+)' is not in struct", text)
     if key_m and miss:
-        full = key_m.group(1)
-        parent, _, leaf = full.rpartition(".")
-        hint = ""
-        if plugins is not None:
-            owner = miss.group(2) if miss.re.groups > 1 else ""
-            close = difflib.get_close_matches(leaf, _schema_keys(parent, plugins, owner), n=1,
-                                              cutoff=0.6)
-            hint = f"; did you mean '{f'{parent}.' if parent else ''}{close[0]}'?" if close else ""
         where = re.search(r"^In '([^']+)'", text, re.M)
         src = f" (set in config file '{where.group(1)}')" if where and where.group(1) != "config" else ""
-        return f"unknown config key '{full}'{hint}{src}"
+        owner = miss.group(2) if miss.re.groups > 1 else ""
+        return unknown_key_message(key_m.group(1), plugins, owner) + src
     if key_m and "missing mandatory value" in text:
         return (f"config key '{key_m.group(1)}' must be set "
                 f"(add {key_m.group(1)}=VALUE to the command line or the experiment file)")
@@ -123,10 +148,22 @@ def validate(cfg: DictConfig | dict, plugins=None) -> RunConfig:
             node = OmegaConf.merge(*schemas, node)
         except Exception as exc:
             raise ConfigError(explain(exc, plugins)) from exc
+    unknown = _unknown_key(node)
+    if unknown:
+        raise ConfigError(unknown_key_message(unknown[0], plugins or _maybe_plugins(), unknown[1]))
     try:
         return OmegaConf.to_object(node)
     except Exception as exc:
         raise ConfigError(explain(exc)) from exc
+
+
+def _maybe_plugins():
+    from ftlab.plugins import get_plugins
+
+    try:
+        return get_plugins()
+    except Exception:  # the message loses its suggestion, not its key
+        return None
 
 
 def compose(overrides: Sequence[str] = (), plugins=None, return_hydra_config: bool = False) -> DictConfig:

@@ -60,6 +60,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.max_steps <= 0 and self.epochs <= 0:
             raise ValueError("train.epochs must be > 0 unless train.max_steps > 0")
+        if not self.learning_rate > 0:  # 0 trains nothing, < 0 climbs the loss; both silently
+            raise ValueError(f"train.learning_rate must be > 0 (got {self.learning_rate})")
         for key in ("batch_size", "gradient_accumulation_steps", "logging_steps"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be >= 1")
