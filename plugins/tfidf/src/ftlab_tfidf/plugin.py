@@ -1,0 +1,59 @@
+"""Entry point module: the ``tfidf`` config schema and factory (imports only ftlab and the stdlib)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from ftlab import hookimpl
+from ftlab.config import BackendConfig
+
+
+class Classifier(Enum):
+    linear_svc = "linear_svc"  # sklearn LinearSVC: one-vs-rest squared hinge
+    logreg = "logreg"  # sklearn LogisticRegression: multinomial, lbfgs
+
+
+class ClassWeight(Enum):
+    balanced = "balanced"  # weight each class by n_samples / (n_classes * its count)
+    none = "none"  # every example weighs 1
+
+
+@dataclass
+class TfidfConfig(BackendConfig):
+    """Options of the TF-IDF + linear classifier backend (scikit-learn on the CPU; no prompt, no LLM)."""
+
+    name: str = "tfidf"
+    """Backend name."""
+    ngram_max: int = 2
+    """Longest word n-gram: 1 = unigrams, 2 = unigrams and bigrams."""
+    min_df: int = 1
+    """Keep only terms found in at least this many training texts."""
+    sublinear_tf: bool = True
+    """Term frequency 1 + log(count) instead of count."""
+    classifier: Classifier = Classifier.linear_svc
+    """linear_svc or logreg."""
+    C: float = 1.0
+    """Inverse regularisation strength of the classifier."""
+    class_weight: ClassWeight = ClassWeight.balanced
+    """balanced (rare classes weigh more) or none."""
+    max_iter: int = 10000
+    """Iteration cap of the classifier's solver."""
+
+    def __post_init__(self) -> None:
+        for key in ("ngram_max", "min_df", "max_iter"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"backend.{key} must be at least 1, got {getattr(self, key)}")
+        if self.C <= 0:
+            raise ValueError(f"backend.C must be positive, got {self.C}")
+
+
+def _factory(cfg, ctx):
+    from ftlab_tfidf.backend import TfidfBackend
+
+    return TfidfBackend(cfg, ctx)
+
+
+@hookimpl
+def ftlab_register_backends(register):
+    register("tfidf", _factory, TfidfConfig)
