@@ -7,6 +7,11 @@ from enum import Enum
 from typing import List, Optional
 
 
+class OnError(Enum):
+    fail = "fail"  # stop at the first bad row, naming file:line (the default)
+    skip = "skip"  # leave bad rows out; counts per reason and the lines are logged with the run
+
+
 class AcceptableSource(Enum):
     none = "none"  # strict scoring only
     column = "column"  # a column of the JSONL row lists the acceptable labels
@@ -57,6 +62,8 @@ class DataConfig:
     """Use only the first N rows of each evaluation split; null = all."""
     acceptable: AcceptableLabelsConfig = field(default_factory=AcceptableLabelsConfig)
     """Lenient scoring: where the acceptable labels of each row come from."""
+    on_error: OnError = OnError.fail
+    """A bad row: fail (stop, naming file:line) or skip (leave it out; counted and logged)."""
 
     def __post_init__(self) -> None:
         if len(set(self.labels)) != len(self.labels):
