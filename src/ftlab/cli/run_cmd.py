@@ -29,9 +29,9 @@ def share_config_store() -> None:
     """Make a deep copy of Hydra's ConfigStore the live singleton itself.
 
     Hydra 1.3.2 deep-copies the whole store (every stored schema) each time it builds a config
-    repository, because each structured-config source keeps a reference to it: ``--help`` builds ~90
-    (most of its 0.86 s on the 2-core dev machine), a sweep one per job. Hydra's main branch reads the live singleton
-    instead (facebookresearch/hydra#2928); this gives 1.3 the same behaviour.
+    repository, because each structured-config source keeps a reference to it. ``--help`` builds ~90
+    of them (most of its 0.86 s on the 2-core dev machine), a sweep one per job. Hydra's main branch
+    reads the live singleton instead (facebookresearch/hydra#2928); this gives 1.3 the same behaviour.
     """
     from hydra.core.config_store import ConfigStore
 
