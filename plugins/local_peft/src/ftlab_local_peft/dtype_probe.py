@@ -23,10 +23,8 @@ from typing import Callable, Optional
 
 import torch
 
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-"""CPU flags that mean native bf16 arithmetic; without one, bf16 is emulated and slower."""
-KEY_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-"""Flags that enter the cache key (the ones that change which kernels torch picks)."""
+from ftlab.machine import BF16_FLAGS, cpu_info, perf_flags
+
 MIN_SPEEDUP = 1.2
 """bf16 must be at least this much faster than fp32 in the probe to be chosen."""
 PROBE_SHAPE = (512, 576, 1536)
@@ -48,27 +46,10 @@ class ProbeResult:
         return self.fp32_s / self.bf16_s
 
 
-def cpu_info(text: Optional[str] = None) -> tuple[str, frozenset[str]]:
-    """``(model name, flags)`` from /proc/cpuinfo text (read when not given; empty if unavailable)."""
-    if text is None:
-        try:
-            text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            text = ""
-    model, flags = "", frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and not model:
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            flags = frozenset(value.split())
-    return model or "unknown cpu", flags
-
-
 def cache_key(model: str, flags: frozenset[str], torch_version: str, threads: int) -> str:
-    """One machine + software setting: CPU model, the flags that matter, torch version, threads."""
-    present = ",".join(f for f in KEY_FLAGS if f in flags) or "-"
+    """One machine + software setting: CPU model, the flags that matter (ftlab.machine.PERF_FLAGS), torch
+    version, threads."""
+    present = ",".join(perf_flags(flags)) or "-"
     return f"{model}|{present}|torch {torch_version}|{threads} threads"
 
 
