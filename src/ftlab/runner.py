@@ -58,6 +58,8 @@ class Run:
         self.scored: dict[tuple[str, str], ev.Scored] = {}
         self.comparisons: dict[str, Any] = {}
         self.history: list = []
+        self.extra_tags: dict[str, str] = {}
+        """Tags added at start, e.g. ``mlflow.parentRunId`` for a job of a sweep."""
 
     # -- helpers -----------------------------------------------------------------------------------
     def _save_state(self) -> None:
@@ -190,7 +192,7 @@ class Run:
         self.tracker.start({"ftlab.backend": cfg.backend.name, "ftlab.model": cfg.model.name,
                             "ftlab.run_dir": str(self.run_dir), "mlflow.source.git.commit":
                             man["git"]["sha"], "ftlab.prompt_sha256": man["prompt_sha256"],
-                            "ftlab.label_set_sha256": man["label_set_sha256"]},
+                            "ftlab.label_set_sha256": man["label_set_sha256"], **self.extra_tags},
                            resume=bool(cfg.resume))
         self.plugins.run_started(cfg, self.run_dir)
         try:
@@ -240,7 +242,18 @@ class Run:
         print(f"run folder: {self.run_dir}")
         if self.tracker.run_id:
             print(f"MLflow run: {self.tracker.run_id} ({self.tracker.uri})")
-        return last.strict.macro_f1 if last is not None else 0.0
+        return self._objective(last.strict.macro_f1 if last is not None else 0.0)
+
+    def _objective(self, default: float) -> float:
+        """The value Hydra sweepers optimise: metric ``sweep.objective`` (default: last macro-F1)."""
+        from ftlab.sweeps.context import objective_key
+
+        if not self.cfg.sweep.objective:
+            return default
+        key = objective_key(self.cfg)
+        if key not in self.tracker.last_metrics:
+            log.warning("sweep.objective %r was not logged by this run; returning NaN", key)
+        return self.tracker.last_metrics.get(key, float("nan"))
 
 
 def run(cfg: DictConfig, run_dir: Optional[Path] = None, plugins=None) -> float:
@@ -256,4 +269,10 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, plugins=None) -> float:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
-    return Run(typed, OmegaConf.to_yaml(plain), run_dir, plugins).execute()
+    job = Run(typed, OmegaConf.to_yaml(plain), run_dir, plugins)
+    if typed.tracking.enabled and not typed.resume:
+        from ftlab.sweeps.context import job_tags
+        from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
+
+        job.extra_tags = job_tags(resolve_tracking_uri(typed.tracking.uri))
+    return job.execute()

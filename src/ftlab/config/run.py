@@ -12,6 +12,7 @@ from ftlab.config.data import DataConfig
 from ftlab.config.eval import EvalConfig
 from ftlab.config.model import ModelConfig
 from ftlab.config.prompt import PromptConfig
+from ftlab.config.sweep import SweepConfig
 from ftlab.config.tracking import TrackingConfig
 from ftlab.config.train import TrainConfig
 
@@ -41,6 +42,8 @@ class RunConfig:
     """Stages to run, in this order."""
     seed: int = 42
     """Global seed (Python, NumPy, torch)."""
+    seeds: List[int] = field(default_factory=list)
+    """Run the same config once per seed (a multirun; sets `seed` and `train.seed`); the sweep's parent run reports mean, std and 95% CI."""
     resume: Optional[str] = None
     """Resume an interrupted run: its output folder (re-attaches to remote jobs)."""
     backend: Any = MISSING
@@ -57,3 +60,5 @@ class RunConfig:
     """Evaluation settings."""
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     """MLflow settings."""
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    """Objective of sweeps and searches (docs/sweeps.md)."""

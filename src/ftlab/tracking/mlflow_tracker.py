@@ -58,6 +58,8 @@ class Tracker:
         self._client = None
         self._broken = False
         self._metrics_file = run_dir / "metrics.jsonl"
+        self.last_metrics: dict[str, float] = {}
+        """Latest value of each metric logged by this process (a sweep's objective is read here)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self, tags: Mapping[str, str], resume: bool = False) -> None:
@@ -127,6 +129,7 @@ class Tracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
         clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        self.last_metrics.update(clean)
         with self._metrics_file.open("a") as fh:
             fh.write(json.dumps({"step": step, "time": time.time(), **clean}) + "\n")
         if self._client is None:

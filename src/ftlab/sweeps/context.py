@@ -1,0 +1,81 @@
+"""What a job needs to know about its sweep, found without in-process state.
+
+The sweep callback writes ``<hydra.sweep.dir>/ftlab_sweep.json`` (parent run id, store fingerprint) and
+exports the same JSON as ``$FTLAB_SWEEP``. A job reads the file first (shared file systems: SLURM,
+submitit, local processes), then the variable (Ray workers on other nodes inherit the environment).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+SWEEP_FILE = "ftlab_sweep.json"
+SWEEP_ENV = "FTLAB_SWEEP"
+SEED_KEYS = ("seed", "train.seed")
+
+
+def _hydra_cfg() -> Any:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def uri_id(uri: str) -> str:
+    """A tracking URI's fingerprint: jobs check they log to the parent's store without the URI
+    (which may hold credentials) being written to the sweep folder."""
+    import hashlib
+
+    return hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
+def read_sweep(sweep_dir: Optional[str]) -> Optional[dict]:
+    """The parent-run record of the sweep a job belongs to, or None (not in a sweep)."""
+    if sweep_dir:
+        path = Path(sweep_dir) / SWEEP_FILE
+        if path.is_file():
+            return json.loads(path.read_text())
+    env = os.environ.get(SWEEP_ENV)
+    if env:
+        info = json.loads(env)
+        if not sweep_dir or info.get("sweep_dir") == str(sweep_dir):
+            return info
+    return None
+
+
+def job_tags(tracking_uri: str) -> dict[str, str]:
+    """MLflow tags that nest this job under its sweep's parent run; {} outside a multirun."""
+    from hydra.types import RunMode
+
+    hc = _hydra_cfg()
+    if hc is None or hc.mode != RunMode.MULTIRUN:
+        return {}
+    info = read_sweep(str(hc.sweep.dir))
+    tags = {"ftlab.sweep.dir": str(hc.sweep.dir), "ftlab.sweep.job_num": str(hc.job.num),
+            "ftlab.sweep.overrides": json.dumps(list(hc.overrides.task))}
+    for var in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS"):
+        if os.environ.get(var) is not None:
+            tags[f"ftlab.env.{var}"] = os.environ[var]
+    if info and info.get("tracking_uri_id") == uri_id(tracking_uri):
+        tags["mlflow.parentRunId"] = info["run_id"]
+    return tags
+
+
+def objective_key(cfg: Any) -> str:
+    """The metric a sweep ranks by: ``sweep.objective``, else the last evaluated stage's macro-F1."""
+    if cfg.sweep.objective:
+        return str(cfg.sweep.objective)
+    stages = [getattr(s, "value", s) for s in cfg.stages]
+    stage = "tuned" if "evaluate_tuned" in stages else "base"
+    return f"eval/{stage}/{cfg.eval.splits[0]}/macro_f1"
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``["train.lora.r=4", "+x=1"]`` → ``{"train.lora.r": "4", "x": "1"}``."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key.lstrip("+~")] = value
+    return out

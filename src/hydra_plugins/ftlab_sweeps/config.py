@@ -1,0 +1,84 @@
+"""Schemas of ftlab's sweepers and launchers, stored in Hydra's ConfigStore at plugin scan.
+
+    hydra/sweeper=ftlab          (default) Hydra's grid sweeper + ``seeds=[...]``
+    hydra/sweeper=ftlab_optuna   resumable Optuna search on a persistent study
+    hydra/launcher=ftlab_devices one job per GPU (CUDA_VISIBLE_DEVICES), local processes on CPU
+    hydra/launcher=ftlab_ray     jobs as Ray tasks (a local Ray, or ray.init(address=...))
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+_HERE = "hydra_plugins.ftlab_sweeps"
+
+
+@dataclass
+class FtlabSweeperConf:
+    """Grid sweeper (Hydra's basic sweeper) that also multiplies the jobs by ``seeds``."""
+
+    _target_: str = f"{_HERE}.sweepers.FtlabSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+
+
+@dataclass
+class FtlabOptunaSweeperConf:
+    """Optuna search over ``params`` (Hydra sweep syntax); the study survives restarts."""
+
+    _target_: str = f"{_HERE}.sweepers.FtlabOptunaSweeper"
+    n_trials: int = 20
+    """Total trials of the study, counting trials finished by earlier (interrupted) runs."""
+    n_jobs: int = 1
+    """Trials launched at once (one launcher batch)."""
+    study_name: Optional[str] = None
+    """null = the experiment name."""
+    storage: Optional[str] = None
+    """Optuna storage URL; null = sqlite file optuna.db beside the MLflow sqlite store."""
+    sampler: str = "tpe"
+    """tpe or random."""
+    seed: Optional[int] = None
+    """Sampler seed (offset by the number of existing trials on resume, so nothing repeats)."""
+    params: Dict[str, str] = field(default_factory=dict)
+    """Search space: key -> choice(a,b) | range(1,4) | interval(lo,hi) | int(interval(..)) | tag(log, ...)."""
+
+
+@dataclass
+class DeviceLauncherConf:
+    """One job per device at a time; the rest wait in a queue."""
+
+    _target_: str = f"{_HERE}.launchers.DeviceLauncher"
+    devices: Optional[List[str]] = None
+    """Device ids for CUDA_VISIBLE_DEVICES; null = every GPU nvidia-smi lists (none → CPU)."""
+    n_jobs: int = 2
+    """Concurrent jobs when there is no GPU (CPU threads are split between them)."""
+
+
+@dataclass
+class RayLauncherConf:
+    """Each job a Ray task; ``init`` is passed to ``ray.init`` (address=auto/ray://... for a cluster)."""
+
+    _target_: str = f"{_HERE}.launchers.RayLauncher"
+    init: Dict[str, Any] = field(default_factory=lambda: {"include_dashboard": False})
+    """Keyword arguments of ray.init, e.g. address, num_cpus, runtime_env."""
+    remote: Dict[str, Any] = field(default_factory=lambda: {"num_cpus": 1})
+    """Resources per job (ray.remote options): num_cpus, num_gpus, memory, resources."""
+    shutdown: bool = False
+    """Call ray.shutdown() after the sweep (a local Ray started by this sweep only)."""
+
+
+cs = ConfigStore.instance()
+cs.store(group="hydra/sweeper", name="ftlab", node=FtlabSweeperConf, provider="ftlab")
+cs.store(group="hydra/sweeper", name="ftlab_optuna", node=FtlabOptunaSweeperConf, provider="ftlab")
+cs.store(group="hydra/launcher", name="ftlab_devices", node=DeviceLauncherConf, provider="ftlab")
+cs.store(group="hydra/launcher", name="ftlab_ray", node=RayLauncherConf, provider="ftlab")
+
+
+def _multirun_if_seeds(seeds: Any) -> Optional[str]:
+    """``hydra.mode: ${ftlab_mode:${seeds}}``: a run with several seeds becomes a multirun."""
+    return "MULTIRUN" if seeds is not None and len(seeds) > 0 else None
+
+
+OmegaConf.register_new_resolver("ftlab_mode", _multirun_if_seeds, replace=True)
