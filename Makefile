@@ -1,6 +1,7 @@
 # ftlab: the two commands a newcomer needs (see README.md).
 #   make run    set up .venv if needed, then run the default experiment on the embedded model
 #   make test   set up .venv if needed, then run the whole test suite
+#   make bench  run every benchmark, write benchmarks/results.md (make bench ARGS=--quick: quick variants)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.ftlab-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test venv smoke ui clean
+.PHONY: run test bench venv smoke ui clean
 
 venv: $(STAMP)
 
@@ -27,6 +28,9 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python benchmarks/run_all.py $(ARGS)
 
 smoke: venv
 	$(BIN)/ftlab +experiment=smoke $(ARGS)
