@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Optional
 
 import pytest
+from fake_backend import FakeConfig
 
 from conftest import ROOT, mlflow_client
 
@@ -45,3 +48,135 @@ def test_bad_rows_fail_the_run_by_default(run_experiment, tmp_path):
     path.write_text("{oops\n")
     with pytest.raises(DataError, match=r"eval_bad.jsonl:1: not valid JSON"):
         run_experiment(f"data.eval_path={path}")
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+PASSWORD, TOKEN, QTOKEN = "pw-Zq81xLk", "tok-Ab12Cd34", "qk-98ZZyy"
+CREDS_PATH = "/srv/private/sa-key-7781.json"
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    from mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path / "server_store")
+    yield server
+    server.kill()
+
+
+@dataclass
+class SecretConfig(FakeConfig):
+    """The fake backend plus credentials."""
+
+    name: str = "fake_secret"
+    """Backend name."""
+    credentials_file: Optional[str] = None
+    """A credentials file."""
+    api_token: Optional[str] = None
+    """A token."""
+    endpoint: Optional[str] = None
+    """A URI that may carry credentials."""
+    max_new_tokens: int = 7
+    """Not a secret, although it says tokens."""
+
+
+@pytest.fixture
+def secret_backend(fake_backend):
+    """The fake backend with credential-like options (like bqml's credentials_file)."""
+    from fake_backend import FakeBackend
+
+    from ftlab import hookimpl
+
+    class SecretPlugin:
+        @hookimpl
+        def ftlab_register_backends(self, register):
+            register("fake_secret", lambda cfg, ctx: FakeBackend(cfg, ctx), SecretConfig)
+
+    name = fake_backend.register(SecretPlugin(), name="secret_plugin")
+    yield fake_backend
+    fake_backend.unregister(name)
+
+
+def test_secrets_never_reach_mlflow_the_run_folder_or_reports(secret_backend, mlflow_server,
+                                                               tmp_path, monkeypatch):
+    import platform
+
+    from mlflow.tracking import MlflowClient
+
+    from ftlab.config.compose import compose
+    from ftlab.report import build_report
+    from ftlab.runner import run
+
+    mlflow_server.start()
+    uri = f"http://alice:{PASSWORD}@127.0.0.1:{mlflow_server.port}"
+    monkeypatch.setattr("sys.argv", ["ftlab", "+experiment=smoke", f"tracking.uri={uri}",
+                                     f"backend.api_token={TOKEN}"])
+    cfg = compose(["+experiment=smoke", "backend=fake_secret", f"tracking.uri='{uri}'",
+                   f"backend.credentials_file={CREDS_PATH}", f"backend.api_token={TOKEN}",
+                   f"backend.endpoint='https://bob:{PASSWORD}@api.example.com/v1?api_key={QTOKEN}&region=eu'"],
+                  secret_backend)
+    run_dir = tmp_path / "run"
+    run(cfg, run_dir=run_dir, plugins=secret_backend)
+
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    exp = client.get_experiment_by_name("smoke")
+    (recorded,) = client.search_runs([exp.experiment_id])
+    assert recorded.info.status == "FINISHED"
+    params, tags = recorded.data.params, recorded.data.tags
+    assert params["backend.credentials_file"] == "***" and params["backend.api_token"] == "***"
+    assert params["tracking.uri"] == f"http://***@127.0.0.1:{mlflow_server.port}"
+    assert params["backend.endpoint"] == "https://***@api.example.com/v1?api_key=***&region=eu"
+    assert params["backend.max_new_tokens"] == "7"
+
+    texts = {"params": json.dumps(params), "tags": json.dumps(tags),
+             "run name": recorded.info.run_name or ""}
+    dl = tmp_path / "downloaded"
+    client.download_artifacts(recorded.info.run_id, "", str(dl))
+    files = [p for p in dl.rglob("*") if p.is_file()]
+    assert any(p.name == "config.yaml" for p in files) and any(p.name == "manifest.json" for p in files)
+    files += [p for p in run_dir.rglob("*") if p.is_file()]
+    html, md = build_report(recorded.info.run_id, tmp_path / "report", uri=mlflow_server.url)
+    files += [html, md]
+    for p in files:
+        texts[str(p)] = p.read_bytes().decode("utf-8", errors="replace")
+    for where, text in texts.items():
+        for secret in (PASSWORD, TOKEN, QTOKEN, CREDS_PATH, "sa-key-7781"):
+            assert secret not in text, f"{secret!r} leaked into {where}"
+    node = platform.node()
+    man = json.loads((run_dir / "manifest.json").read_text())
+    assert "node" not in man["platform"]
+    assert f"backend.api_token=***" in man["command"]
+    for where in ("params", "tags"):
+        assert f'"{node}"' not in texts[where]
+    assert node not in json.dumps(man["platform"])
+    recorded_uri = json.loads((run_dir / "mlflow_run.json").read_text())["tracking_uri"]
+    assert recorded_uri == f"http://***@127.0.0.1:{mlflow_server.port}"
+
+
+@pytest.mark.parametrize("key,value,shown", [
+    ("tracking.uri", "http://u:p@h:5000/x?token=abc&a=1", "http://***@h:5000/x?token=***&a=1"),
+    ("tracking.uri", "sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+    ("backend.credentials_file", "/k.json", "***"),
+    ("backend.credentials_file", None, None),
+    ("backend.service_account_key_file", "/k.json", "***"),
+    ("backend.db_password", "x", "***"),
+    ("backend.access_token", "x", "***"),
+    ("eval.decoding.max_new_tokens", 8, 8),
+    ("prompt.max_input_tokens", 48, 48),
+    ("backend.endpoint", "see https://a.b/c?sig=xyz&v=1 now", "see https://a.b/c?sig=***&v=1 now"),
+])
+def test_redaction_rules(key, value, shown):
+    from ftlab.tracking.redact import redact_value
+
+    assert redact_value(key, value) == shown
+
+
+def test_error_text_and_command_lines_are_redacted():
+    from ftlab.tracking.redact import redact_argv, redact_text
+
+    err = "ConnectionError: HTTPConnectionPool(host='h', port=1): http://me:pw@h:1/api?api_key=k1"
+    assert redact_text(err).endswith("http://***@h:1/api?api_key=***")
+    assert redact_argv(["ftlab", "backend.credentials_file=/a/b.json", "+backend.api_token=t",
+                        "tracking.uri=http://u:p@h"]) == [
+        "ftlab", "backend.credentials_file=***", "+backend.api_token=***", "tracking.uri=http://***@h"]

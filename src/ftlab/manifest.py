@@ -11,6 +11,7 @@ from typing import Any
 
 from ftlab.data import label_set_sha256
 from ftlab.paths import project_root
+from ftlab.tracking.redact import redact_argv
 
 _DISTS = ("ftlab", "ftlab-local-peft", "ftlab-bqml", "torch", "transformers", "peft", "accelerate",
           "hydra-core", "omegaconf", "mlflow", "google-cloud-bigquery", "numpy", "scikit-learn")
@@ -51,7 +52,7 @@ def build(config_yaml: str, splits: dict, prompt, labels, cfg) -> dict[str, Any]
         "seeds": {"run": cfg.seed, "train": cfg.train.seed, "bootstrap": cfg.eval.bootstrap_seed},
         "git": git_state(),
         "versions": versions(),
-        "platform": {"machine": platform.machine(), "system": platform.system(),
-                     "node": platform.node()},
-        "command": sys.argv,
+        # no host name (platform.node()): it is not needed to reproduce and may identify a site
+        "platform": {"machine": platform.machine(), "system": platform.system()},
+        "command": redact_argv(list(sys.argv)),
     }

@@ -26,6 +26,7 @@ from ftlab.data import load_splits, skipped_summary
 from ftlab.plugins import get_plugins
 from ftlab.prompt import make_prompt
 from ftlab.tracking.mlflow_tracker import Tracker, flatten
+from ftlab.tracking.redact import redact_config
 
 log = logging.getLogger("ftlab")
 
@@ -269,6 +270,8 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, plugins=None) -> float:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
+    # config.yaml, the params and the manifest's hash see secrets masked; the run uses ``typed``
+    plain = redact_config(plain)
     job = Run(typed, OmegaConf.to_yaml(plain), run_dir, plugins)
     if typed.tracking.enabled and not typed.resume:
         from ftlab.sweeps.context import job_tags

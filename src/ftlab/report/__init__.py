@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from ftlab.runs import RUN_ID, find_runs
+from ftlab.tracking.redact import redact_uri
 
 
 def _file_stem(text: str) -> str:
@@ -39,9 +40,10 @@ def build_report(ref: str, out_dir: Path, uri: Optional[str] = None,
         generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         out_dir.mkdir(parents=True, exist_ok=True)
         html_path, md_path = out_dir / f"{stem}.html", out_dir / f"{stem}.md"
-        html_path.write_text(render_html(views, title, generated, runs[0].tracking_uri),
+        uri_shown = redact_uri(runs[0].tracking_uri)
+        html_path.write_text(render_html(views, title, generated, uri_shown),
                              encoding="utf-8")
-        md_path.write_text(render_markdown(views, title, generated, runs[0].tracking_uri,
+        md_path.write_text(render_markdown(views, title, generated, uri_shown,
                                            out_dir / f"{stem}_files", f"{stem}_files"),
                            encoding="utf-8")
     finally:

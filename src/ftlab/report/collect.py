@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from ftlab.runs import RecordedRun
+from ftlab.tracking.redact import redact_uri
 
 HEADLINE = (("macro-F1", "macro_f1"), ("micro-F1", "micro_f1"), ("accuracy", "accuracy"),
             ("unparseable rate", "unparseable_rate"))
@@ -154,7 +155,7 @@ def _split_view(run: RecordedRun, split: str) -> SplitView:
 
 def _provenance(run: RecordedRun) -> list[tuple[str, str]]:
     rows = [("MLflow run id", run.run_id), ("experiment", run.experiment_name),
-            ("tracking URI", run.tracking_uri), ("status", run.status),
+            ("tracking URI", redact_uri(run.tracking_uri)), ("status", run.status),
             ("run folder", str(run.run_dir) if run.run_dir else
              f"{run.tags.get('ftlab.run_dir', '')} (not on this machine; read from artifacts)")]
     man = run.json("manifest.json") or {}

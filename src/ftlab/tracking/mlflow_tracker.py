@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ftlab.paths import project_root
+from ftlab.tracking.redact import redact_text, redact_uri, redact_value
 
 log = logging.getLogger("ftlab")
 
@@ -73,14 +74,14 @@ class Tracker:
         recorded = self.run_dir / "mlflow_run.json"
         if resume and recorded.exists():
             info = json.loads(recorded.read_text())
-            if info.get("tracking_uri") == self.uri:
+            if info.get("tracking_uri") in (self.uri, redact_uri(self.uri)):
                 try:
                     client.update_run(info["run_id"], status="RUNNING")
                     self._client, self.run_id = client, info["run_id"]
                     return
                 except Exception as exc:
-                    raise TrackingError(f"cannot reopen MLflow run {info['run_id']} at {self.uri}: "
-                                        f"{exc}") from None
+                    raise TrackingError(f"cannot reopen MLflow run {info['run_id']} at "
+                                        f"{redact_uri(self.uri)}: {redact_text(str(exc))}") from None
         try:
             exp = client.get_experiment_by_name(self.experiment)
             if exp is None:
@@ -90,17 +91,21 @@ class Tracker:
                 exp_id = client.create_experiment(self.experiment, artifact_location=location)
             else:
                 exp_id = exp.experiment_id
-            run = client.create_run(exp_id, run_name=self.run_name, tags=dict(tags))
+            run = client.create_run(exp_id, run_name=self.run_name,
+                                    tags={k: redact_text(str(v)) for k, v in tags.items()})
         except Exception as exc:
-            raise TrackingError(f"MLflow tracking server at {self.uri} is not usable: "
-                                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}. Nothing was run. "
+            raise TrackingError(f"MLflow tracking server at {redact_uri(self.uri)} is not usable: "
+                                f"{type(exc).__name__}: {redact_text(str(exc).splitlines()[0][:300])}. "
+                                f"Nothing was run. "
                                 f"Start the server, unset MLFLOW_TRACKING_URI to use the local sqlite "
                                 f"store, or pass tracking.enabled=false.") from None
         self._client, self.run_id = client, run.info.run_id
         (self.run_dir / "mlflow_run.json").write_text(json.dumps(
-            {"run_id": self.run_id, "experiment_id": exp_id, "tracking_uri": self.uri}, indent=1))
+            {"run_id": self.run_id, "experiment_id": exp_id, "tracking_uri": redact_uri(self.uri)},
+            indent=1))
 
     def end(self, status: str = "FINISHED", error: Optional[str] = None) -> None:
+        error = redact_text(error) if error else error
         if error:
             (self.run_dir / "error.txt").write_text(error)
         if self._client is None:
@@ -118,12 +123,12 @@ class Tracker:
         except Exception as exc:  # keep the run going; the run folder has everything
             self._broken = True
             log.warning("MLflow logging failed (%s: %s); continuing, everything is kept in %s",
-                        type(exc).__name__, str(exc)[:200], self.run_dir)
+                        type(exc).__name__, redact_text(str(exc)[:200]), self.run_dir)
 
     def log_params(self, params: Mapping[str, str]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        items = [Param(k, str(redact_value(k, v))[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self._call("log_batch", self.run_id, params=items[i:i + 100])
 
@@ -142,8 +147,9 @@ class Tracker:
             self._call("log_batch", self.run_id, metrics=items[i:i + 1000])
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
+        tags = {k: redact_text(str(v)) for k, v in tags.items()}
         with (self.run_dir / "tags.json").open("a") as fh:
-            fh.write(json.dumps(dict(tags)) + "\n")
+            fh.write(json.dumps(tags) + "\n")
         if self._client is None:
             return
         from mlflow.entities import RunTag
