@@ -51,11 +51,11 @@ class TfidfBackend:
         opts = {"format": 1, "ngram_max": bc.ngram_max, "min_df": bc.min_df, "sublinear_tf": bc.sublinear_tf,
                 "classifier": bc.classifier.value, "C": bc.C, "class_weight": bc.class_weight.value}
         vec = _vectorizer(opts)
-        x = vec.fit_transform([ex.text for ex in job.train])
+        x, y = vec.fit_transform([ex.text for ex in job.train]), [ex.label for ex in job.train]
         kw = {"C": bc.C, "max_iter": bc.max_iter, "random_state": self.cfg.seed,
               "class_weight": None if bc.class_weight.value == "none" else "balanced"}
-        clf = (LinearSVC(**kw) if bc.classifier.value == "linear_svc" else LogisticRegression(**kw))
-        clf.fit(x, [ex.label for ex in job.train])
+        clf = LinearSVC(**kw) if bc.classifier.value == "linear_svc" else LogisticRegression(**kw)
+        clf.fit(x, y)
         terms = sorted(vec.vocabulary_, key=vec.vocabulary_.get)  # column order
         path = Path(job.out_dir) / MODEL_FILE
         np.savez_compressed(path, terms=np.array("\n".join(terms)), idf=vec.idf_, coef=clf.coef_,
@@ -63,7 +63,7 @@ class TfidfBackend:
                             options=np.array(json.dumps(opts)))
         ref = ModelRef(backend=NAME, kind="tuned", uri=str(path), extra={"classifier": opts["classifier"]})
         metrics = {"time/train_s": time.perf_counter() - t0, "train/features": float(len(terms)),
-                   "train/accuracy": float(clf.score(x, [ex.label for ex in job.train]))}
+                   "train/accuracy": float(clf.score(x, y))}
         return TrainedModel(model=ref, metrics=metrics, artifacts=(str(path),))
 
     def _load(self, uri: str):
@@ -82,7 +82,7 @@ class TfidfBackend:
         if model.kind == "base":  # class frequencies of the training split; ties go to the first label
             from ftlab.data import load_splits
 
-            counts = Counter(ex.label for ex in load_splits(self.cfg.data, [], True)["train"].examples)
+            counts = Counter(ex.label for ex in load_splits(self.cfg.data, [], need_train=True)["train"].examples)
             classes = list(self.cfg.data.labels)
             freq = np.array([counts[c] for c in classes], dtype=float) / sum(counts.values())
             return classes, np.tile(freq, (len(texts), 1))

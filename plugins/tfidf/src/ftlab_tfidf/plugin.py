@@ -28,15 +28,15 @@ class TfidfConfig(BackendConfig):
     ngram_max: int = 2
     """Longest word n-gram: 1 = unigrams, 2 = unigrams and bigrams."""
     min_df: int = 1
-    """Keep only terms found in at least this many training texts."""
+    """Keep only terms found in at least this many training texts (1 = keep all)."""
     sublinear_tf: bool = True
     """Term frequency 1 + log(count) instead of count."""
     classifier: Classifier = Classifier.linear_svc
-    """linear_svc or logreg."""
+    """LinearSVC (one-vs-rest, squared hinge) or LogisticRegression (multinomial)."""
     C: float = 1.0
-    """Inverse regularisation strength of the classifier."""
+    """Inverse regularisation strength: smaller = stronger (sklearn's default 1.0)."""
     class_weight: ClassWeight = ClassWeight.balanced
-    """balanced (rare classes weigh more) or none."""
+    """balanced: each class weighs n_rows / (n_classes x its rows), so rare classes count; none: 1 per row."""
     max_iter: int = 10000
     """Iteration cap of the classifier's solver."""
 

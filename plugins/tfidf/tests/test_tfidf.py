@@ -1,0 +1,190 @@
+"""tfidf end to end: ftlab CLI → MLflow → ftlab predict in a new process; the model file is pickle-free."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+LABELS = ["Cardiology", "Neurology / Spine", "Orthopedics", "Dermatology"]
+WORDS = {
+    "Cardiology": ["chest", "heart", "palpitations", "ecg", "murmur", "angina"],
+    "Neurology / Spine": ["headache", "seizure", "numbness", "stroke", "tremor", "spine"],
+    "Orthopedics": ["fracture", "knee", "bone", "cast", "xray", "sprain"],
+    "Dermatology": ["rash", "skin", "itch", "lesion", "mole", "eczema"],
+}
+FILLER = ["the", "patient", "was", "seen", "today", "with", "history", "of", "and", "no", "fever"]
+
+
+def _rows(n: int, seed: int, labels=LABELS, majority: str = "") -> list[dict]:
+    """Generated transcripts; ``majority`` gets twice the rows of any other label."""
+    rng = random.Random(seed)
+    order = [*labels, *([majority] * len(labels) if majority else [])]
+    rows = []
+    for i in range(n):
+        label = order[i % len(order)]
+        words = [rng.choice(WORDS[label] if rng.random() < 0.5 else FILLER)
+                 for _ in range(rng.randint(8, 20))]
+        rows.append({"input_text": " ".join(words), "output_text": label,
+                     "acceptable_labels": [label, labels[(labels.index(label) + 1) % len(labels)]]})
+    return rows
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _labels_override(labels) -> str:
+    return "data.labels=[" + ",".join(f"'{x}'" for x in labels) + "]"
+
+
+def _ftlab(*args: str, db: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("ftlab")
+    cmd = [str(exe) if exe.exists() else shutil.which("ftlab") or "ftlab", *args]
+    env = dict(os.environ, MLFLOW_TRACKING_URI=db, MLFLOW_DISABLE_TELEMETRY="true", FTLAB_HOME=str(ROOT))
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _assert_no_pickle(npz: Path) -> None:
+    """Every member is a .npy whose dtype holds no Python objects (so loading never unpickles)."""
+    with zipfile.ZipFile(npz) as zf:
+        for name in zf.namelist():
+            assert name.endswith(".npy"), name
+            with zf.open(name) as fh:
+                read = {(1, 0): np.lib.format.read_array_header_1_0,
+                        (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(fh)]
+                _, _, dtype = read(fh)
+                assert not dtype.hasobject, f"{npz}:{name} holds Python objects (pickled)"
+    with np.load(npz, allow_pickle=False) as z:
+        assert all(z[k] is not None for k in z.files)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """One ``ftlab +experiment=mtsamples17_tfidf`` run on generated data: (db, run_dir, run, eval rows)."""
+    from mlflow.tracking import MlflowClient
+
+    tmp = tmp_path_factory.mktemp("tfidf_run")
+    db = f"sqlite:///{tmp / 'mlflow.db'}"
+    eval_rows = _rows(32, seed=2)
+    train = _write(tmp / "train.jsonl", _rows(60, 1, majority="Orthopedics"))
+    _ftlab("+experiment=mtsamples17_tfidf", f"data.train_path={train}",
+           f"data.eval_path={_write(tmp / 'eval.jsonl', eval_rows)}", _labels_override(LABELS),
+           "data.acceptable.source=column", "eval.bootstrap_samples=100", "backend.min_df=1",
+           f"hydra.run.dir={tmp / 'run'}", db=db)
+    client = MlflowClient(tracking_uri=db)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert len(runs) == 1
+    return db, tmp / "run", runs[0], eval_rows
+
+
+def _predictions(run_dir: Path, stage: str) -> list[dict]:
+    path = run_dir / "eval" / stage / "eval" / "predictions.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_cli_run_logs_the_evaluator_metrics_consistent_with_the_predictions(recorded):
+    from sklearn.metrics import accuracy_score, f1_score
+
+    db, run_dir, run, _ = recorded
+    m = run.data.metrics
+    assert run.info.status == "FINISHED" and run.data.params["backend.name"] == "tfidf"
+    for key in ("eval/base/eval/macro_f1", "eval/tuned/eval/macro_f1", "eval/tuned/eval/accuracy",
+                "eval/tuned/eval/lenient/macro_f1", "eval/tuned/eval/per_class/neurology_spine/f1",
+                "compare/eval/macro_f1_delta", "time/train_s", "train/features"):
+        assert key in m, (key, sorted(m))
+    for stage in ("base", "tuned"):
+        rows = _predictions(run_dir, stage)
+        truth, pred = [r["truth"] for r in rows], [r["label"] for r in rows]
+        macro = f1_score(truth, pred, labels=LABELS, average="macro")
+        assert m[f"eval/{stage}/eval/macro_f1"] == pytest.approx(macro)
+        assert m[f"eval/{stage}/eval/accuracy"] == pytest.approx(accuracy_score(truth, pred))
+        for r in rows:  # the answer is the best-scoring label, and every label is scored
+            assert set(r["scores"]) == set(LABELS) and r["label"] == max(r["scores"], key=r["scores"].get)
+    assert {r["label"] for r in _predictions(run_dir, "base")} == {"Orthopedics"}  # the majority class
+    assert m["eval/tuned/eval/macro_f1"] >= 0.8 > m["eval/base/eval/macro_f1"]
+    assert m["eval/tuned/eval/lenient/macro_f1"] >= m["eval/tuned/eval/macro_f1"]
+
+
+def test_predict_in_a_new_process_reproduces_the_recorded_predictions(recorded, tmp_path):
+    db, run_dir, run, eval_rows = recorded
+    new = _write(tmp_path / "new.jsonl",
+                 [{"id": i, "input_text": r["input_text"]} for i, r in enumerate(eval_rows)])
+    for which in ("tuned", "base"):
+        out = tmp_path / f"{which}.jsonl"
+        _ftlab("predict", run.info.run_id, "--input", str(new), "--output", str(out), "--model", which, db=db)
+        got = [json.loads(x) for x in out.read_text().splitlines()]
+        want = _predictions(run_dir, which)
+        assert [g["label"] for g in got] == [w["label"] for w in want]
+        for g, w in zip(got, want):
+            assert g["scores"] == pytest.approx(w["scores"], abs=1e-9)
+
+
+def test_saved_model_is_plain_arrays_and_the_check_catches_a_pickle(recorded, tmp_path):
+    _, run_dir, run, _ = recorded
+    state = json.loads((run_dir / "state.json").read_text())
+    model = Path(state["trained"]["uri"])
+    assert model.parent == run_dir / "train" and model.suffix == ".npz"
+    _assert_no_pickle(model)
+    assert not [p for p in run_dir.rglob("*") if p.suffix in (".pkl", ".pickle", ".joblib")]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, vocab=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(AssertionError, match="Python objects"):
+        _assert_no_pickle(bad)
+
+
+@pytest.mark.parametrize("classifier", ["linear_svc", "logreg"])
+@pytest.mark.parametrize("labels", [LABELS, LABELS[:2]], ids=["4_labels", "binary"])
+def test_reloaded_model_scores_like_the_fitted_sklearn_pipeline(classifier, labels, tmp_path):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    from ftlab.config.compose import compose, validate
+    from ftlab.contract import Example, RunContext, TrainJob
+    from ftlab_tfidf.backend import TfidfBackend
+
+    cfg = validate(compose(["+experiment=mtsamples17_tfidf", f"backend.classifier={classifier}",
+                            _labels_override(labels)]))
+    exs, test = ([Example(id=f"{split}-{i}", text=r["input_text"], label=r["output_text"])
+                  for i, r in enumerate(_rows(n, seed, labels))]
+                 for split, n, seed in (("t", 40, 3), ("e", 20, 4)))
+    backend = TfidfBackend(cfg, RunContext(tmp_path))
+    trained = backend.train(TrainJob(tuple(exs), tuple(test), None, tmp_path))
+    preds = TfidfBackend(cfg, RunContext(tmp_path)).predict(trained.model, test, None, None).items
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    x = vec.fit_transform([e.text for e in exs])
+    kw = {"C": 0.1, "class_weight": "balanced", "max_iter": 10000, "random_state": cfg.seed}
+    clf = (LinearSVC if classifier == "linear_svc" else LogisticRegression)(**kw)
+    clf.fit(x, [e.label for e in exs])
+    want = clf.decision_function(vec.transform([e.text for e in test]))
+    assert [p.raw_text for p in preds] == list(clf.predict(vec.transform([e.text for e in test])))
+    got = np.array([[p.scores[c] for c in clf.classes_] for p in preds])
+    np.testing.assert_allclose(got[:, -1] if len(labels) == 2 else got, want, atol=1e-9)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("backend.ngram_max=0", "backend.ngram_max must be at least 1"),
+    ("backend.C=0", "backend.C must be positive"),
+    ("backend.classifier=svm", "backend.classifier"),
+    ("backend.min_dff=2", "did you mean 'backend.min_df'?"),
+])
+def test_bad_backend_options_fail_by_name(override, message):
+    from ftlab.config.compose import ConfigError, compose, validate
+
+    with pytest.raises(ConfigError) as err:
+        validate(compose(["+experiment=mtsamples17_tfidf", override]))
+    assert message in str(err.value)
