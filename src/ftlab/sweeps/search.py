@@ -176,7 +176,7 @@ class Search:
         fixed = []
         for ov in OverridesParser.create().parse_overrides(arguments):
             if ov.is_sweep_override():
-                space[ov.get_key_element()] = ov.get_value_element_as_str()
+                space[ov.get_key_element()] = ov.input_line.split("=", 1)[1]
             else:
                 fixed.append(ov.input_line)
         dists = distributions(space)
