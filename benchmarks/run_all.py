@@ -125,7 +125,6 @@ def rel(path: Path) -> str:
 
 
 def machine() -> list[tuple[str, str]]:
-    sys.path.insert(0, str(ROOT / "src"))
     from ftlab.machine import PERF_FLAGS, cpu_info, perf_flags, usable_cores
 
     model, flags = cpu_info()
