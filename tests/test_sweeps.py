@@ -160,3 +160,21 @@ def test_optuna_requeues_a_trial_left_running_by_a_dead_driver(sweep_plugins, tm
     assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["ftlab.interrupted"] is True
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(done) == 2 and done[0].params == stale.params and done[0].user_attrs["ftlab.retry_of"] == 0
+
+
+@pytest.mark.parametrize("name", ["hpo_lora", "search_default_recipe"])
+def test_search_experiments_have_a_valid_space_over_existing_keys(name, plugins):
+    from omegaconf import OmegaConf
+
+    from ftlab.config.compose import compose, validate
+    from ftlab.sweeps.search import distributions
+
+    cfg = compose([f"+experiment={name}"], plugins, return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.method == "optuna" and cfg.sweep.objective == "eval/tuned/eval/macro_f1"
+    space = distributions(dict(sweeper.params))
+    assert len(space) >= 5
+    for key, dist in space.items():
+        assert OmegaConf.select(cfg, key, throw_on_missing=True) is not None, key
+        for value in getattr(dist, "choices", ()):  # every choice must validate as that key
+            validate(compose([f"+experiment={name}", f"{key}={value}"], plugins))

@@ -11,8 +11,10 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from ftlab.paths import atomic_write_text
 from ftlab.sweeps import summary as sm
 from ftlab.sweeps.context import SWEEP_ENV, SWEEP_FILE, objective_key, uri_id
+from ftlab.tracking.redact import redact_uri
 
 log = logging.getLogger("ftlab")
 
@@ -45,9 +47,8 @@ class SweepParent:
                 "ftlab.sweep.direction": "maximize" if self.maximize else "minimize",
                 "ftlab.sweep.sweeper": sweeper, "ftlab.sweep.launcher": launcher}
         if reuse_run_id:
-            (self.sweep_dir / "mlflow_run.json").parent.mkdir(parents=True, exist_ok=True)
-            (self.sweep_dir / "mlflow_run.json").write_text(json.dumps(
-                {"run_id": reuse_run_id, "tracking_uri": self.uri}))
+            atomic_write_text(self.sweep_dir / "mlflow_run.json", json.dumps(
+                {"run_id": reuse_run_id, "tracking_uri": redact_uri(self.uri)}))
         self.tracker.start(tags, resume=bool(reuse_run_id))
         self.tracker.set_tags({**tags, "ftlab.sweep.last_dir": str(self.sweep_dir)})
         if not reuse_run_id:
@@ -60,7 +61,7 @@ class SweepParent:
                 self.tracker.log_params({f"sweep.space.{k}": str(v) for k, v in params.items()})
         info = {"run_id": self.tracker.run_id, "tracking_uri_id": uri_id(self.uri),
                 "sweep_dir": str(self.sweep_dir)}
-        (self.sweep_dir / SWEEP_FILE).write_text(json.dumps(info, indent=1))
+        atomic_write_text(self.sweep_dir / SWEEP_FILE, json.dumps(info, indent=1))
         os.environ[SWEEP_ENV] = json.dumps(info)
         log.info("sweep parent MLflow run %s", self.tracker.run_id)
         return self.tracker.run_id or ""
@@ -122,11 +123,11 @@ class SweepParent:
         src = Path(best.run_dir) / "config.yaml" if best.run_dir else None
         dest = out / "best_config.yaml"
         if src is not None and src.is_file():
-            dest.write_text(src.read_text())
+            atomic_write_text(dest, src.read_text())
         else:
             try:
-                dest.write_text(Path(client.download_artifacts(best.run_id, "config.yaml",
-                                                               str(out))).read_text())
+                atomic_write_text(dest, Path(client.download_artifacts(best.run_id, "config.yaml",
+                                                                       str(out))).read_text())
             except Exception as exc:  # the ranking is still useful without it
                 log.warning("best config of run %s not available: %s", best.run_id, exc)
                 return

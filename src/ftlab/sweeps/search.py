@@ -1,4 +1,4 @@
-"""Seeds for the grid sweeper and the resumable Optuna search behind ``hydra/sweeper=ftlab_optuna``.
+"""Seeds for the grid sweeper and the resumable Optuna search (``hydra.sweeper.method=optuna``).
 
 Why not hydra-optuna-sweeper: it pins optuna<3, whose RDB storage fails on the SQLAlchemy 2 that
 MLflow needs (docs/pitfalls.md), so its studies cannot persist. This one runs on optuna 4/5.
@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 from ftlab.sweeps.context import SEED_KEYS
 
 log = logging.getLogger("ftlab")
-OPTUNA_TARGET = "hydra_plugins.ftlab_sweeps.sweepers.FtlabOptunaSweeper"
 PARENT_ATTR = "ftlab.mlflow_parent_run_id"
 
 
@@ -74,7 +73,7 @@ def _load_study(config: DictConfig, options: dict, create: bool = True) -> Any:
 def study_of(config: DictConfig) -> Any:
     """The Optuna study of a multirun driven by the ftlab Optuna sweeper, else None."""
     sw = OmegaConf.select(config, "hydra.sweeper", default=None)
-    if sw is None or sw.get("_target_") != OPTUNA_TARGET:
+    if sw is None or sw.get("method") != "optuna":
         return None
     return _load_study(config, OmegaConf.to_container(sw, resolve=True))
 

@@ -1,7 +1,8 @@
 """Schemas of ftlab's sweepers and launchers, stored in Hydra's ConfigStore at plugin scan.
 
-    hydra/sweeper=ftlab          (default) Hydra's grid sweeper + ``seeds=[...]``
-    hydra/sweeper=ftlab_optuna   resumable Optuna search on a persistent study
+    hydra/sweeper=ftlab          (default) grid: Hydra's basic sweeper + ``seeds=[...]``;
+                                 hydra.sweeper.method=optuna: resumable Optuna search
+    hydra/sweeper=ftlab_optuna   the same with method=optuna
     hydra/launcher=ftlab_devices one job per GPU (CUDA_VISIBLE_DEVICES), local processes on CPU
     hydra/launcher=ftlab_ray     jobs as Ray tasks (a local Ray, or ray.init(address=...))
 """
@@ -17,32 +18,37 @@ _HERE = "hydra_plugins.ftlab_sweeps"
 
 @dataclass
 class FtlabSweeperConf:
-    """Grid sweeper (Hydra's basic sweeper) that also multiplies the jobs by ``seeds``."""
+    """ftlab's sweeper: ``method: grid`` is Hydra's basic sweeper times ``seeds``; ``method: optuna``
+    a resumable Optuna search over ``params``. One schema, so an experiment file switches to a
+    search by setting keys (an experiment cannot re-override a group the primary config overrides)."""
 
     _target_: str = f"{_HERE}.sweepers.FtlabSweeper"
-    max_batch_size: Optional[int] = None
+    method: str = "grid"
+    """grid (every combination of the sweep overrides) or optuna (search)."""
     params: Optional[Dict[str, str]] = None
+    """grid: extra sweep overrides; optuna: the search space, key -> choice(a,b) | range(1,4) |
+    interval(lo,hi) | int(interval(..)) | tag(log, interval(..))."""
+    max_batch_size: Optional[int] = None
+    """grid: jobs per launcher batch (null = all at once)."""
+    n_trials: int = 20
+    """optuna: total trials of the study, counting trials finished by earlier (interrupted) runs."""
+    n_jobs: int = 1
+    """optuna: trials launched at once (one launcher batch)."""
+    study_name: Optional[str] = None
+    """optuna: null = the experiment name."""
+    storage: Optional[str] = None
+    """optuna: storage URL; null = sqlite file optuna.db beside the MLflow sqlite store."""
+    sampler: str = "tpe"
+    """optuna: tpe or random."""
+    seed: Optional[int] = None
+    """optuna: sampler seed (offset by the number of existing trials on resume, so nothing repeats)."""
 
 
 @dataclass
-class FtlabOptunaSweeperConf:
-    """Optuna search over ``params`` (Hydra sweep syntax); the study survives restarts."""
+class FtlabOptunaSweeperConf(FtlabSweeperConf):
+    """``hydra/sweeper=ftlab_optuna``: the same sweeper with ``method: optuna``."""
 
-    _target_: str = f"{_HERE}.sweepers.FtlabOptunaSweeper"
-    n_trials: int = 20
-    """Total trials of the study, counting trials finished by earlier (interrupted) runs."""
-    n_jobs: int = 1
-    """Trials launched at once (one launcher batch)."""
-    study_name: Optional[str] = None
-    """null = the experiment name."""
-    storage: Optional[str] = None
-    """Optuna storage URL; null = sqlite file optuna.db beside the MLflow sqlite store."""
-    sampler: str = "tpe"
-    """tpe or random."""
-    seed: Optional[int] = None
-    """Sampler seed (offset by the number of existing trials on resume, so nothing repeats)."""
-    params: Dict[str, str] = field(default_factory=dict)
-    """Search space: key -> choice(a,b) | range(1,4) | interval(lo,hi) | int(interval(..)) | tag(log, ...)."""
+    method: str = "optuna"
 
 
 @dataclass

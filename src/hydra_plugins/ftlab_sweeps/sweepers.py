@@ -1,40 +1,40 @@
-"""ftlab's sweepers: the grid sweeper with seeds, and the resumable Optuna sweeper."""
+"""ftlab's sweeper: a grid with seeds (Hydra's basic sweeper) or a resumable Optuna search."""
 
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
-from hydra._internal.core_plugins import basic_sweeper as _basic
 from hydra.plugins import sweeper as _sweeper
 
 
-class FtlabSweeper(_basic.BasicSweeper):
-    """Hydra's grid sweeper; ``seeds=[1,2,3]`` adds the sweep ``seed=1,2,3`` with ``train.seed=${seed}``."""
+class FtlabSweeper(_sweeper.Sweeper):
+    """``method=grid``: ``seeds=[1,2,3]`` adds the sweep ``seed=1,2,3`` with ``train.seed=${seed}``,
+    then Hydra's basic sweeper runs every combination. ``method=optuna``: ``ftlab.sweeps.search``."""
 
-    def sweep(self, arguments: List[str]) -> Any:
-        from ftlab.sweeps.search import seed_arguments
-
-        assert self.config is not None
-        return super().sweep(seed_arguments(list(arguments), self.config))
-
-
-class FtlabOptunaSweeper(_sweeper.Sweeper):
-    """Optuna search on a persistent study; the loop is ``ftlab.sweeps.search.Search``."""
-
-    def __init__(self, n_trials: int, n_jobs: int, study_name: Optional[str], storage: Optional[str],
-                 sampler: str, seed: Optional[int], params: Any) -> None:
-        self.options = dict(n_trials=n_trials, n_jobs=n_jobs, study_name=study_name, storage=storage,
-                            sampler=sampler, seed=seed, params=dict(params or {}))
-        self.hydra_context: Any = None
+    def __init__(self, method: str, params: Optional[Dict[str, str]], max_batch_size: Optional[int],
+                 **optuna_options: Any) -> None:
+        if method not in ("grid", "optuna"):
+            raise ValueError(f"hydra.sweeper.method={method!r}: use grid or optuna")
+        self.method, self.params, self.max_batch_size = method, dict(params or {}), max_batch_size
+        self.optuna_options = optuna_options
+        self.setup_args: Dict[str, Any] = {}
         self.config: Any = None
         self.launcher: Any = None
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         from hydra.core.plugins import Plugins
 
-        self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
+        self.setup_args = dict(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.config = config
+        if self.method == "optuna":
+            self.launcher = Plugins.instance().instantiate_launcher(**self.setup_args)
 
     def sweep(self, arguments: List[str]) -> Any:
-        from ftlab.sweeps.search import Search
+        from ftlab.sweeps.search import Search, seed_arguments
 
-        return Search(self.config, self.launcher, **self.options).run(list(arguments))
+        if self.method == "optuna":
+            return Search(self.config, self.launcher, params=self.params, **self.optuna_options).run(
+                list(arguments))
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        grid = BasicSweeper(max_batch_size=self.max_batch_size, params=self.params or None)
+        grid.setup(**self.setup_args)
+        return grid.sweep(seed_arguments(list(arguments), self.config))
