@@ -97,6 +97,23 @@ def parse_answer(text: str, labels: Sequence[str]) -> str:
     return UNPARSEABLE
 
 
+MIDDLE_MARK = "\n[...]\n"
+"""What replaces the cut part of a text truncated on the ``middle`` side."""
+
+
+def cut(text: str, keep: int, side: str, tail: int = 0) -> str:
+    """At most ``keep`` characters of ``text`` (plus the mark): the head (``right``), the end
+    (``left``), or ``keep - tail`` from the head and ``tail`` from the end (``middle``)."""
+    if keep <= 0 or len(text) <= keep:
+        return text
+    if side == "left":
+        return text[len(text) - keep:]
+    if side == "middle":
+        tail = min(tail, keep)
+        return text[:keep - tail] + MIDDLE_MARK + (text[len(text) - tail:] if tail else "")
+    return text[:keep]
+
+
 @dataclass(frozen=True)
 class Prompt:
     """Renders the instruction, the label list and the input text; one object per run."""
@@ -108,6 +125,7 @@ class Prompt:
     max_input_tokens: int = 256
     max_input_chars: int = 0
     truncation_side: str = "right"
+    middle_tail: int = 64
     use_chat_template: bool = True
 
     @property
@@ -117,8 +135,7 @@ class Prompt:
     def render(self, text: str) -> str:
         """The user message for one input (the text already truncated by the backend)."""
         if self.max_input_chars and len(text) > self.max_input_chars:
-            text = (text[: self.max_input_chars] if self.truncation_side == "right"
-                    else text[-self.max_input_chars:])
+            text = cut(text, self.max_input_chars, self.truncation_side, self.middle_tail)
         return self.template.format(labels=self.label_block, text=text)
 
     def parse(self, answer: str) -> str:
@@ -129,7 +146,8 @@ class Prompt:
         """Hash of everything that changes what the model sees."""
         key = "\x1f".join([self.template, self.label_line, self.system, *self.labels,
                            str(self.max_input_tokens), str(self.max_input_chars),
-                           self.truncation_side, str(self.use_chat_template)])
+                           self.truncation_side, str(self.use_chat_template)]
+                        + ([str(self.middle_tail)] if self.truncation_side == "middle" else []))
         return hashlib.sha256(key.encode()).hexdigest()
 
 

@@ -41,7 +41,7 @@ def make_cfg(train=None, backend=None, model=None, prompt=None, eval=None, seed:
     over = {
         "seed": seed,
         "backend": OmegaConf.merge(OmegaConf.structured(LocalPeftConfig),
-                                   {"progress": False, "bf16_autocast": False, "checkpoint_steps": 0,
+                                   {"progress": False, "dtype": "float32", "checkpoint_steps": 0,
                                     **(backend or {})}),
         "model": {"source": "tiny_random", "name": "tiny",
                   "tiny": {"vocab_size": 400, "hidden_size": 64, "num_layers": 2, "num_heads": 4,

@@ -29,7 +29,7 @@ def test_smollm2_train_and_predict(tmp_path):
     cfg = make_cfg(model=GGUF, train={"max_steps": 2, "batch_size": 2, "logging_steps": 1,
                                       "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
                                                "target_modules": ["q_proj", "v_proj"]}},
-                   backend={"bf16_autocast": True})
+                   backend={"dtype": "auto"})
     from ftlab_local_peft.backend import LocalPeftBackend
 
     backend = LocalPeftBackend(cfg, Recorder(tmp_path / "run").ctx)

@@ -22,13 +22,18 @@ class PromptConfig:
     max_input_chars: int = 0
     """Keep at most this many characters of the input text (remote backends); 0 = no limit."""
     truncation_side: str = "right"
-    """right = keep the beginning of the text, left = keep the end."""
+    """right = keep the beginning of the text, left = keep the end, middle = keep both ends and cut
+    the middle (marked with `[...]`; diagnoses and plans often sit at the end of a transcript)."""
+    middle_tail: int = 64
+    """truncation_side=middle: how many of the kept tokens (or characters) come from the end."""
     use_chat_template: bool = True
     """Wrap the prompt in the model's chat template when it has one."""
 
     def __post_init__(self) -> None:
-        if self.truncation_side not in ("left", "right"):
-            raise ValueError("prompt.truncation_side must be 'left' or 'right'")
+        if self.truncation_side not in ("left", "right", "middle"):
+            raise ValueError("prompt.truncation_side must be 'left', 'right' or 'middle'")
+        if self.middle_tail < 0:
+            raise ValueError("prompt.middle_tail must be >= 0")
         for key in ("{labels}", "{text}"):
             if key not in self.template:
                 raise ValueError(f"prompt.template must contain {key}")

@@ -8,8 +8,20 @@ from typing import List
 
 
 class TrainMethod(Enum):
-    lora = "lora"  # LoRA adapters on the target modules
+    lora = "lora"  # LoRA adapters, generative: learn to write the label after the prompt
+    lora_cls = "lora_cls"  # LoRA adapters plus a classification head over the prompt's hidden state
     none = "none"  # no tuning (evaluate the base model only)
+
+
+class ClassWeighting(Enum):
+    none = "none"  # every training row counts the same
+    sqrt = "sqrt"  # weight a class by sqrt(n / (classes * count)): milder for the rarest classes
+    balanced = "balanced"  # n / (classes * count), as scikit-learn's class_weight="balanced"
+
+
+class MultiLabel(Enum):
+    soft = "soft"  # one item per distinct text, its target spread over every label it is filed under
+    rows = "rows"  # every row as it is: a text filed under two labels is trained twice
 
 
 @dataclass
@@ -31,9 +43,9 @@ class TrainConfig:
     """How to tune."""
 
     method: TrainMethod = TrainMethod.lora
-    """lora or none."""
+    """lora (generative), lora_cls (LoRA + classification head) or none."""
     lora: LoraConfig = field(default_factory=LoraConfig)
-    """LoRA shape (method=lora)."""
+    """LoRA shape (method=lora or lora_cls)."""
     epochs: float = 1.0
     """Passes over the training split (ignored when max_steps > 0)."""
     max_steps: int = -1
@@ -56,6 +68,10 @@ class TrainConfig:
     """Compute eval/loss on the eval split at the end of each epoch (costs time)."""
     seed: int = 42
     """Seed for shuffling, dropout and adapter initialisation."""
+    class_weighting: ClassWeighting = ClassWeighting.none
+    """Loss weight per class: none, sqrt or balanced (inverse frequency; macro-F1 weighs classes equally)."""
+    multi_label: MultiLabel = MultiLabel.rows
+    """Texts filed under several labels: rows (train each row) or soft (one item, target spread over them)."""
 
     def __post_init__(self) -> None:
         if self.max_steps <= 0 and self.epochs <= 0:

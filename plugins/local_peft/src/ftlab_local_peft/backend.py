@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from ftlab.contract import Example, ModelRef, Prediction, Predictions, TrainedModel, TrainJob
-from ftlab_local_peft import encoding, inference, loading, training
+from ftlab_local_peft import classifier, encoding, inference, loading, training
 
 NAME = "local_peft"
 TINY_TOKENIZER_DIR = "tiny_tokenizer"
@@ -33,8 +33,16 @@ class LocalPeftBackend:
         if bc.num_threads > 0:
             torch.set_num_threads(bc.num_threads)
         self.device = loading.resolve_device(bc.device)
-        self.rt = inference.Runtime(self.device, bc.bf16_autocast and loading.bf16_supported(self.device),
-                                    bc.progress)
+        from ftlab_local_peft.dtype_probe import choose_dtype
+
+        dtype, self.dtype_reason = choose_dtype(self.device, bc.dtype)
+        self.rt = inference.Runtime(self.device, dtype == torch.bfloat16, bc.progress)
+        self.dtype_name = "bfloat16" if self.rt.bf16 else "float32"
+        ctx.set_tags({"local_peft.device": str(self.device), "local_peft.dtype": self.dtype_name,
+                      "local_peft.dtype_reason": self.dtype_reason,
+                      "local_peft.threads": str(torch.get_num_threads())})
+        self._states = classifier.StateCache()
+        self._cls: dict[str, classifier.ClsMeta] = {}
         self.source = loading.enum_value(cfg.model.source)
         self._tok = None
         self._base = None
@@ -84,7 +92,17 @@ class LocalPeftBackend:
         if self._load_reported:
             return {}
         self._load_reported = True
-        return {"time/load_s": self._load_s}
+        return {"time/load_s": self._load_s, "local_peft/bf16": float(self.rt.bf16)}
+
+    def _method(self) -> str:
+        return loading.enum_value(self.cfg.train.method)
+
+    def _split_for_reuse(self) -> int:
+        """Layer whose input the base evaluation should keep for a later lora_cls (0: keep none)."""
+        bc = self.cfg.backend
+        if self._method() != "lora_cls" or not bc.reuse_base_states or self._base is None:
+            return 0
+        return classifier.split_layer(self._base, bc.train_layers)
 
     def _model_for(self, ref: ModelRef):
         """(module, context manager) that predicts with ``ref``: the base or one adapter."""
@@ -99,6 +117,11 @@ class LocalPeftBackend:
             if not (Path(key) / "adapter_config.json").is_file():
                 raise FileNotFoundError(f"no peft adapter in {ref.uri}")
             name = f"adapter{len(self._adapters)}"
+            meta = classifier.ClsMeta.load(Path(key))
+            if meta is not None:
+                self._cls[key] = meta
+                if not hasattr(self._base, classifier.HEAD):
+                    classifier.attach_head(self._base, len(meta.labels), meta.pooling)
             if self._peft is None:
                 from peft import PeftModel
 
@@ -116,22 +139,34 @@ class LocalPeftBackend:
                         extra={"model": self.cfg.model.name, "source": self.source})
 
     def train(self, job: TrainJob) -> TrainedModel:
-        method = loading.enum_value(self.cfg.train.method)
+        method = self._method()
         if method == "none":
             return TrainedModel(model=self.base_model())
-        if method != "lora":
-            raise ValueError(f"local_peft supports train.method lora or none, not {method!r}")
+        if method not in ("lora", "lora_cls"):
+            raise ValueError(f"local_peft supports train.method lora, lora_cls or none, not {method!r}")
         self._ensure_loaded(tuple(job.train) + tuple(job.eval), job.prompt)
         if self._peft is not None:  # a second training in this process: start from the clean base
             self._base = self._peft.unload()
             self._peft, self._adapters = None, {}
-        self.ctx.set_tags({"local_peft.device": str(self.device), "local_peft.bf16": str(self.rt.bf16)})
-        model, history, metrics = training.train_lora(
-            self._base, self._tok, job, self.cfg, self.ctx, self.rt, self.end_id, self.pad_id)
+        meta = None
+        if method == "lora_cls":
+            tok = self._tok
+            train_p = [encoding.prompt_ids(tok, job.prompt, ex.text) for ex in job.train]
+            eval_p = [encoding.prompt_ids(tok, job.prompt, ex.text) for ex in job.eval] \
+                if self.cfg.train.eval_loss else []
+            model, meta, history, metrics = classifier.train_cls(
+                self._base, train_p, eval_p, job, self.cfg, self.ctx, self.rt, self.pad_id,
+                self._states, self.cfg.backend.progress)
+        else:
+            model, history, metrics = training.train_lora(
+                self._base, self._tok, job, self.cfg, self.ctx, self.rt, self.end_id, self.pad_id)
         self._peft = model
         out = Path(job.out_dir)
         adapter_dir = out / "adapter"
         model.save_pretrained(adapter_dir, save_embedding_layers=False)
+        if meta is not None:
+            meta.save(adapter_dir)
+            self._cls[str(adapter_dir.resolve())] = meta
         if self.source == loading.SOURCE_TINY:
             self._tok.save_pretrained(adapter_dir)
         self._adapters[str(adapter_dir.resolve())] = "default"
@@ -141,6 +176,38 @@ class LocalPeftBackend:
         return TrainedModel(model=ref, history=history, metrics={**metrics, **self._load_metrics()},
                             artifacts=(str(adapter_dir),))
 
+    def _calibration_prior(self, net, prompt, conts, bc):
+        """Per-label log-probability after content-free inputs (contextual calibration), or None."""
+        method = loading.enum_value(bc.calibration)
+        if method == "none":
+            return None
+        if method != "content_free":
+            raise ValueError(f"backend.calibration must be none or content_free, not {method!r}")
+        free = [encoding.prompt_ids(self._tok, prompt, t) for t in inference.CONTENT_FREE]
+        rows = inference.score_labels(net, free, list(prompt.labels), conts, self.pad_id, len(free),
+                                      inference.Runtime(self.rt.device, self.rt.bf16, False),
+                                      bc.length_normalize)
+        lengths = [len(c) for c in conts]
+        per = [[r["scores"][lab] / (lengths[j] if bc.length_normalize else 1)
+                for j, lab in enumerate(prompt.labels)] for r in rows]
+        return [sum(col) / len(col) for col in zip(*per)]
+
+    def _score(self, net, prompts, prompt, conts, decoding, prior):
+        """score_labels, keeping the frozen layers' states for a later lora_cls when it will reuse them."""
+        bc = self.cfg.backend
+        k = self._split_for_reuse() if self._peft is None else 0
+        if k <= 0:
+            return inference.score_labels(net, prompts, list(prompt.labels), conts, self.pad_id,
+                                          decoding.batch_size, self.rt, bc.length_normalize, prior)
+        set_batch, remove = self._states.capture(net, k, prompts)
+        try:
+            return inference.score_labels(net, prompts, list(prompt.labels), conts, self.pad_id,
+                                          decoding.batch_size, self.rt, bc.length_normalize, prior,
+                                          before_batch=lambda idx: set_batch(
+                                              idx, max(len(prompts[i]) for i in idx)))
+        finally:
+            remove()
+
     def predict(self, model: ModelRef, examples: Sequence[Example], prompt: Any,
                 decoding: Any) -> Predictions:
         self._ensure_loaded(examples, prompt, model)
@@ -149,13 +216,21 @@ class LocalPeftBackend:
         tok, bc = self._tok, self.cfg.backend
         prompts = [encoding.prompt_ids(tok, prompt, ex.text) for ex in examples]
         mode = loading.enum_value(decoding.mode)
+        meta = self._cls.get(str(Path(model.uri).resolve())) if model.kind == "tuned" and model.uri else None
         if not examples:
             results = []
+        elif meta is not None:  # a lora_cls adapter answers with its head, whatever the decoding mode
+            if list(meta.labels) != list(prompt.labels):
+                raise ValueError(f"adapter {model.uri} was trained on labels {list(meta.labels)}, "
+                                 f"not this run's {list(prompt.labels)}")
+            with mode_ctx:
+                results = classifier.predict_cls(net, meta, prompts, self.pad_id, self.rt,
+                                                 decoding.batch_size, self._states, bc.progress)
         elif mode == "score_labels":
             conts = [encoding.label_ids(tok, lab, self.end_id, bc.score_end_token) for lab in prompt.labels]
             with mode_ctx:
-                results = inference.score_labels(net, prompts, list(prompt.labels), conts, self.pad_id,
-                                                 decoding.batch_size, self.rt, bc.length_normalize)
+                prior = self._calibration_prior(net, prompt, conts, bc)
+                results = self._score(net, prompts, prompt, conts, decoding, prior)
         elif mode == "generate":
             with mode_ctx:
                 results = inference.generate(net, tok, prompts, self.end_id, self.pad_id, decoding,

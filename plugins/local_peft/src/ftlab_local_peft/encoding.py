@@ -16,20 +16,28 @@ from typing import Sequence
 IGNORE_INDEX = -100
 
 
-def truncate_text(tokenizer, text: str, max_tokens: int, side: str = "right") -> str:
-    """Keep at most ``max_tokens`` tokens of ``text`` (right: the beginning, left: the end); 0 = all.
+def truncate_text(tokenizer, text: str, max_tokens: int, side: str = "right", tail: int = 0) -> str:
+    """Keep at most ``max_tokens`` tokens of ``text``; 0 = all.
 
-    The cut is made in the original string at a token boundary (offset mapping), so the kept
-    text is verbatim and re-tokenises to at most ``max_tokens`` tokens.
+    ``right`` keeps the beginning, ``left`` the end, ``middle`` the first ``max_tokens - tail`` and
+    the last ``tail`` tokens joined by :data:`ftlab.prompt.MIDDLE_MARK`. The cut is made in the
+    original string at token boundaries (offset mapping), so the kept text is verbatim.
     """
+    from ftlab.prompt import MIDDLE_MARK
+
     if max_tokens <= 0 or not text:
         return text
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = enc["offset_mapping"]
-    if len(offsets) <= max_tokens:
+    n = len(offsets)
+    if n <= max_tokens:
         return text
     if side == "left":
-        return text[offsets[len(offsets) - max_tokens][0]:]
+        return text[offsets[n - max_tokens][0]:]
+    if side == "middle":
+        tail = min(max(tail, 0), max_tokens)
+        head = text[: offsets[max_tokens - tail - 1][1]] if max_tokens > tail else ""
+        return head + MIDDLE_MARK + (text[offsets[n - tail][0]:] if tail else "")
     return text[: offsets[max_tokens - 1][1]]
 
 
@@ -51,7 +59,8 @@ def uses_chat(tokenizer, prompt) -> bool:
 
 def prompt_text(tokenizer, prompt, text: str) -> str:
     """The full prompt string for one input (chat-wrapped with a generation prompt when enabled)."""
-    kept = truncate_text(tokenizer, text, prompt.max_input_tokens, prompt.truncation_side)
+    kept = truncate_text(tokenizer, text, prompt.max_input_tokens, prompt.truncation_side,
+                         getattr(prompt, "middle_tail", 0))
     user = prompt.render(kept)
     if uses_chat(tokenizer, prompt):
         messages = [{"role": "system", "content": prompt.system}] if prompt.system else []

@@ -1,11 +1,12 @@
-"""Prediction: free generation and label scoring over a shared-prefix KV cache.
+"""Prediction: free generation, and label scoring in the same forward pass as the prompt.
 
 ``score_labels`` ranks every label by the summed log-probability of its continuation
-(``tokens(label) + [end]``, see :mod:`ftlab_local_peft.encoding`) after the prompt. Each batch of
-prompts is prefilled once (left padding, explicit position ids); the cache is repeated once per
-label (``batch_repeat_interleave``) and all label continuations go through one more forward pass.
-The repeated cache holds ``prompts x labels`` rows, so a prompt batch is capped at
-``MAX_LABEL_ROWS // len(labels)`` prompts (17 labels x 8 prompts x 410 tokens would copy ~2.5 GB).
+(``tokens(label) + [end]``, see :mod:`ftlab_local_peft.encoding`) after the prompt. The label
+continuations form a prefix tree; each prompt of a batch is followed by every tree node in one
+sequence, with a 4D attention mask that lets a node see its prompt and its ancestors only and
+position ids that restart after the prompt. One forward pass per batch therefore scores all
+labels: the cost is the prefill plus one token per tree node (~1.2x the prompt-only forward for
+17 MTSamples labels), with no KV-cache copies.
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ from typing import Sequence
 import torch
 
 from ftlab_local_peft.loading import autocast
-
-MAX_LABEL_ROWS = 32
-"""Upper bound on prompts x labels rows per scoring pass (17 labels: one prompt; measured fastest on CPU)."""
-
 
 @dataclass(frozen=True)
 class Runtime:
@@ -53,47 +50,106 @@ def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device):
     return ids.to(device), mask.to(device)
 
 
-def cache_kwarg(model) -> str:
-    """Name of the forward argument taking a KV cache (``cache`` from transformers 5.2x on)."""
-    import inspect
+CONTENT_FREE = ("N/A", "", "[MASK]")
+"""Inputs with no content, for contextual calibration (Zhao et al., 2021)."""
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+@dataclass(frozen=True)
+class LabelTrie:
+    """The label continuations as a prefix tree: one node per distinct (prefix, token).
+
+    ``tokens[j]``/``parent[j]``/``depth[j]`` describe node ``j`` (parent -1: its token follows
+    the prompt directly); ``paths[i]`` lists the nodes of continuation ``i`` in order. Labels that
+    share leading tokens share nodes, so every label is scored with one extra token per node.
+    """
+
+    tokens: tuple[int, ...]
+    parent: tuple[int, ...]
+    depth: tuple[int, ...]
+    paths: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def build(cls, conts: Sequence[Sequence[int]]) -> "LabelTrie":
+        index: dict[tuple[int, int], int] = {}
+        tokens, parent, depth, paths = [], [], [], []
+        for c in conts:
+            if not c:
+                raise ValueError("an empty label continuation cannot be scored")
+            node, path = -1, []
+            for d, t in enumerate(c):
+                key = (node, int(t))
+                if key not in index:
+                    index[key] = len(tokens)
+                    tokens.append(int(t))
+                    parent.append(node)
+                    depth.append(d)
+                node = index[key]
+                path.append(node)
+            paths.append(tuple(path))
+        return cls(tuple(tokens), tuple(parent), tuple(depth), tuple(paths))
+
+    def ancestors(self) -> torch.Tensor:
+        """``[n, n]`` bool: node ``q`` may attend to node ``k`` (``k`` is ``q`` or above it)."""
+        n = len(self.tokens)
+        m = torch.eye(n, dtype=torch.bool)
+        for q in range(n):
+            k = self.parent[q]
+            while k >= 0:
+                m[q, k] = True
+                k = self.parent[k]
+        return m
+
+
+def packed_inputs(prompts: Sequence[Sequence[int]], trie: LabelTrie, pad_id: int, device):
+    """One sequence per prompt: ``[left pad][prompt][every trie node]`` with a 4D mask.
+
+    Prompts are left-padded so every row's trie starts at the same column. Prompt tokens attend
+    causally to their own prompt; a trie node attends to its row's prompt and to its ancestors;
+    positions restart after the prompt at ``prompt length + depth``. Returns (ids, mask4d
+    ``[b, 1, s, s]`` bool, position ids, column of the last prompt token).
+    """
+    b, n = len(prompts), len(trie.tokens)
+    p = max(len(x) for x in prompts)
+    s = p + n
+    ids = torch.full((b, s), pad_id, dtype=torch.long)
+    real = torch.zeros((b, s), dtype=torch.bool)
+    pos = torch.zeros((b, s), dtype=torch.long)
+    depth = torch.tensor(trie.depth, dtype=torch.long)
+    for i, x in enumerate(prompts):
+        ids[i, p - len(x):p] = torch.tensor(list(x), dtype=torch.long)
+        real[i, p - len(x):] = True
+        pos[i, p - len(x):p] = torch.arange(len(x))
+        pos[i, p:] = len(x) + depth
+    ids[:, p:] = torch.tensor(trie.tokens, dtype=torch.long)
+    allowed = torch.zeros((s, s), dtype=torch.bool)
+    allowed[:p, :p] = torch.ones((p, p), dtype=torch.bool).tril()
+    allowed[p:, :p] = True
+    allowed[p:, p:] = trie.ancestors()
+    mask = allowed[None] & real[:, None, :]
+    mask |= torch.eye(s, dtype=torch.bool)[None]  # a padding row attends to itself (no empty row)
+    return ids.to(device), mask[:, None].to(device), pos.to(device), p - 1
 
 
 def score_batch(model, prompts: Sequence[Sequence[int]], conts: Sequence[Sequence[int]],
-                pad_id: int, rt: Runtime) -> torch.Tensor:
-    """``[len(prompts), len(conts)]`` summed log-probabilities of each continuation after each prompt."""
-    b, n = len(prompts), len(conts)
-    ids, pmask = _left_pad(prompts, pad_id, rt.device)
-    pos = (pmask.cumsum(-1) - 1).clamp(min=0)
-    lc = max(len(c) for c in conts)
-    cont = torch.full((n, lc), pad_id, dtype=torch.long)
-    cmask = torch.zeros((n, lc), dtype=torch.long)
-    for i, c in enumerate(conts):
-        cont[i, :len(c)] = torch.tensor(list(c), dtype=torch.long)
-        cmask[i, :len(c)] = 1
-    cont, cmask = cont.to(rt.device), cmask.to(rt.device)
+                pad_id: int, rt: Runtime, trie: LabelTrie | None = None) -> torch.Tensor:
+    """``[len(prompts), len(conts)]`` summed log-probabilities of each continuation after each prompt.
+
+    One forward pass scores every label: the prompt and all label-trie nodes share the sequence
+    (see :func:`packed_inputs`), and the vocabulary projection runs only where a label token is
+    predicted (the last prompt token and every inner trie node).
+    """
+    trie = trie or LabelTrie.build(conts)
+    ids, mask, pos, last = packed_inputs(prompts, trie, pad_id, rt.device)
+    p = last + 1
+    # the token of node j is predicted at its parent (or at the last prompt token)
+    src = torch.tensor([last if q < 0 else p + q for q in trie.parent], dtype=torch.long)
+    cols, where = torch.unique(src, return_inverse=True)
     with autocast(rt.device, rt.bf16):
-        out = model(input_ids=ids, attention_mask=pmask, position_ids=pos, use_cache=True,
-                    logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [b, V]
-        scores = first[:, cont[:, 0]]  # [b, n]
-        if lc > 1:
-            cache = out.cache if hasattr(out, "cache") else out.past_key_values
-            cache.batch_repeat_interleave(n)  # rows: example-major, label-minor
-            inp = cont[:, :-1].repeat(b, 1)
-            mask = torch.cat([pmask.repeat_interleave(n, 0), cmask[:, :-1].repeat(b, 1)], dim=1)
-            start = pmask.sum(-1).repeat_interleave(n)[:, None]
-            cpos = start + torch.arange(lc - 1, device=rt.device)[None]
-            out2 = model(input_ids=inp, attention_mask=mask, position_ids=cpos,
-                         use_cache=True, **{cache_kwarg(model): cache})
-            logits = out2.logits.float()
-            tgt = cont[:, 1:].repeat(b, 1)
-            tok = logits.gather(-1, tgt[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-            tok = tok * cmask[:, 1:].repeat(b, 1)
-            scores = scores + tok.sum(-1).view(b, n)
-    return scores
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
+                    logits_to_keep=cols.to(rt.device))
+    logp = torch.log_softmax(out.logits.float(), dim=-1)  # [b, len(cols), V]
+    node_lp = logp[:, where.to(rt.device), torch.tensor(trie.tokens, device=rt.device)]  # [b, n]
+    return torch.stack([node_lp[:, list(path)].sum(-1) for path in trie.paths], dim=1)
 
 
 def naive_label_scores(model, prompt: Sequence[int], conts: Sequence[Sequence[int]],
@@ -111,15 +167,27 @@ def naive_label_scores(model, prompt: Sequence[int], conts: Sequence[Sequence[in
 
 def score_labels(model, prompts: Sequence[Sequence[int]], labels: Sequence[str],
                  conts: Sequence[Sequence[int]], pad_id: int, batch_size: int, rt: Runtime,
-                 length_normalize: bool = False) -> list[dict]:
-    """Best label per prompt: dicts with raw_text, scores, latency_s, prompt/output tokens."""
+                 length_normalize: bool = False, prior: Sequence[float] | None = None,
+                 before_batch=None) -> list[dict]:
+    """Best label per prompt: dicts with raw_text, scores, latency_s, prompt/output tokens.
+
+    ``scores`` are the summed log-probabilities. The ranking divides them by the continuation's
+    length when ``length_normalize`` and subtracts ``prior`` (a per-label log-probability, e.g.
+    from a content-free prompt: contextual calibration) when given. ``before_batch(idx)`` runs
+    before each pass (the backend uses it to keep the pass's hidden states).
+    """
     results: list[dict] = [{} for _ in prompts]
+    trie = LabelTrie.build(conts)
     lengths = torch.tensor([len(c) for c in conts], dtype=torch.float32)
     with torch.inference_mode(), _progress(len(prompts), "score_labels", rt.progress) as bar:
-        for idx in _batches(prompts, min(batch_size, max(1, MAX_LABEL_ROWS // len(conts)))):
+        for idx in _batches(prompts, batch_size):
             t0 = time.perf_counter()
-            s = score_batch(model, [prompts[i] for i in idx], conts, pad_id, rt).cpu()
+            if before_batch is not None:
+                before_batch(idx)
+            s = score_batch(model, [prompts[i] for i in idx], conts, pad_id, rt, trie).cpu()
             rank = s / lengths if length_normalize else s
+            if prior is not None:
+                rank = rank - torch.tensor(list(prior), dtype=torch.float32)
             dt = (time.perf_counter() - t0) / len(idx)
             for row, i in enumerate(idx):
                 best = int(torch.argmax(rank[row]))

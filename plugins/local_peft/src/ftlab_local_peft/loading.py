@@ -45,18 +45,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is worth using on ``device``."""
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except Exception:  # pragma: no cover - very old torch
-            return False
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return False
-
-
 def autocast(device: torch.device, enabled: bool):
     """bf16 autocast context when enabled (and supported), else a no-op."""
     if enabled and device.type in ("cpu", "cuda"):
@@ -140,8 +128,6 @@ def load_model(model_cfg, backend_cfg, device: torch.device, vocab_size: int):
     from transformers import AutoModelForCausalLM
 
     source = enum_value(model_cfg.source)
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,
-             "float16": torch.float16}[backend_cfg.dtype]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if source == SOURCE_GGUF:
         folder, file = gguf_location(model_cfg.package, model_cfg.file)
@@ -154,6 +140,6 @@ def load_model(model_cfg, backend_cfg, device: torch.device, vocab_size: int):
         model = build_tiny_model(model_cfg.tiny, max(vocab_size, model_cfg.tiny.vocab_size))
     else:
         raise ValueError(f"local_peft cannot load model.source={source!r}")
-    model = model.to(device=device, dtype=dtype)
+    model = model.to(device=device)  # fp32 weights; bf16 compute runs under autocast (backend.dtype)
     model.eval()
     return model

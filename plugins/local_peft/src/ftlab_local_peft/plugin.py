@@ -16,10 +16,10 @@ class LocalPeftConfig(BackendConfig):
     """Backend name."""
     device: str = "auto"
     """auto (cuda if available, else cpu), cpu, cuda, cuda:N or xla."""
-    dtype: str = "float32"
-    """Weight dtype after loading: float32 or bfloat16 (GGUF is always dequantised to fp32 first)."""
-    bf16_autocast: bool = False
-    """bf16 autocast for forward passes where supported (off: ~2x slower on the 2-core dev CPU, see README)."""
+    dtype: str = "auto"
+    """Compute dtype: auto, float32 or bfloat16 (weights stay fp32; bf16 runs matmuls under autocast).
+    auto: bf16 on CUDA with bf16 support; on CPU only where the CPU has native bf16 instructions and a
+    1-second probe (cached per machine) shows it faster. The choice and its reason are recorded."""
     num_threads: int = 0
     """torch intra-op threads; 0 = torch's default."""
     gradient_checkpointing: bool = False
@@ -36,6 +36,18 @@ class LocalPeftConfig(BackendConfig):
     """score_labels: include the end token in a label's log-probability (as in training)."""
     length_normalize: bool = False
     """score_labels: rank by mean instead of summed token log-probability."""
+    calibration: str = "none"
+    """score_labels: none, or content_free (contextual calibration: subtract each label's log-probability
+    after content-free inputs, the mean over 'N/A', '' and '[MASK]', from its score before ranking)."""
+    train_layers: int = 6
+    """lora_cls: LoRA on the top N decoder layers only; the layers below are frozen and their output is
+    computed once per example and reused (exact). 0 = all layers."""
+    pooling: str = "last"
+    """lora_cls: the head reads the last prompt token (last), the prompt mean (mean) or both (last_mean)."""
+    head_lr_multiplier: float = 10.0
+    """lora_cls: the new head's learning rate is train.learning_rate x this."""
+    reuse_base_states: bool = True
+    """lora_cls: keep the frozen layers' states from the base evaluation's forward pass for the tuned one."""
     progress: bool = True
     """Show progress bars (tqdm) for training and prediction."""
 

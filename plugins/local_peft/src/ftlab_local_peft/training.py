@@ -16,7 +16,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -115,42 +115,99 @@ def load_checkpoint(path: Path, model, opt, sched, fingerprint: str) -> dict | N
     return state
 
 
-def _eval_loss(model, feats, batch_size, pad_id, rt) -> float:
-    model.eval()
-    total, count = 0.0, 0
-    with torch.inference_mode(), autocast(rt.device, rt.bf16):
-        for i in range(0, len(feats), batch_size):
-            ids, mask, labels = collate(feats[i:i + batch_size], pad_id)
-            n = int((labels[:, 1:] != -100).sum())
-            out = model(input_ids=ids.to(rt.device), attention_mask=mask.to(rt.device),
-                        labels=labels.to(rt.device))
-            total += float(out.loss) * n
-            count += n
-    model.train()
-    return total / max(count, 1)
+@dataclasses.dataclass
+class Task:
+    """What a training method gives the shared loop: items, their lengths and a batch loss."""
+
+    lengths: Sequence[int]
+    """Per training item (tokens), for length-grouped batches."""
+    loss: Callable[[list[int]], tuple[torch.Tensor, int]]
+    """Batch of item indices -> (mean loss over the batch, tokens processed)."""
+    params: list
+    """Trainable parameters (clipped together)."""
+    eval_loss: Callable[[], float] | None = None
+    """Loss on the eval split, run at the end of each epoch when ``train.eval_loss``."""
+    param_groups: list | None = None
+    """Optimizer groups (e.g. a higher learning rate for a new head); default: one group."""
+
+
+def example_weights(job, labels: Sequence[str], scheme: str) -> list[float]:
+    """Per training row, the weight of its label under ``train.class_weighting`` (mean 1 over rows)."""
+    from ftlab_local_peft.classifier import class_weights
+
+    idx = {lab: i for i, lab in enumerate(labels)}
+    onehot = torch.zeros((len(job.train), len(labels)))
+    for r, ex in enumerate(job.train):
+        onehot[r, idx[ex.label]] = 1
+    w = class_weights(onehot, scheme)[[idx[ex.label] for ex in job.train]]
+    return (w / w.mean()).tolist()
+
+
+def _lm_loss(model, feats, weights, pad_id, rt) -> tuple[torch.Tensor, int]:
+    """Label-token cross-entropy per example (mean over its target tokens), weighted mean over rows."""
+    ids, mask, labels = (t.to(rt.device) for t in collate(feats, pad_id))
+    with autocast(rt.device, rt.bf16):
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    tgt = labels[:, 1:]
+    tok = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), tgt,
+                                            ignore_index=-100, reduction="none")
+    per_ex = tok.sum(1) / (tgt != -100).sum(1).clamp(min=1)
+    w = torch.tensor(weights, dtype=per_ex.dtype, device=per_ex.device)
+    return (per_ex * w).sum() / w.sum(), int(mask.sum())
 
 
 def train_lora(base, tokenizer, job, cfg, ctx, rt: Runtime, end_id: int, pad_id: int):
-    """Wrap ``base`` with a fresh LoRA adapter and tune it; returns (peft model, history, metrics)."""
+    """Wrap ``base`` with a fresh LoRA adapter and tune it generatively (loss on the label tokens)."""
     from peft import LoraConfig, get_peft_model
+
+    tc, bc = cfg.train, cfg.backend
+    seed_everything(tc.seed)
+    model = get_peft_model(base, LoraConfig(
+        task_type="CAUSAL_LM", r=tc.lora.r, lora_alpha=tc.lora.alpha, lora_dropout=tc.lora.dropout,
+        target_modules=list(tc.lora.target_modules)))
+    if bc.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    feats = make_features(tokenizer, job.prompt, job.train, end_id)
+    weights = example_weights(job, job.prompt.labels, _enum(tc.class_weighting))
+    eval_feats = make_features(tokenizer, job.prompt, job.eval, end_id) if tc.eval_loss else []
+
+    def loss(idx):
+        return _lm_loss(model, [feats[i] for i in idx], [weights[i] for i in idx], pad_id, rt)
+
+    def eval_loss():
+        with torch.inference_mode():
+            parts = [_lm_loss(model, eval_feats[i:i + tc.batch_size], [1.0] * len(eval_feats[i:i + tc.batch_size]),
+                              pad_id, rt)[0] for i in range(0, len(eval_feats), tc.batch_size)]
+        return float(torch.stack(parts).mean())
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    task = Task([len(f) for f in feats], loss, params, eval_loss if eval_feats else None)
+    history, metrics = fit(model, task, job, cfg, ctx, rt)
+    if bc.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
+    return model, history, metrics
+
+
+def _enum(x) -> str:
+    return getattr(x, "value", x)
+
+
+def fit(model, task: Task, job, cfg, ctx, rt: Runtime):
+    """The shared loop: seeded length-grouped batches, accumulation, clipping, schedule, checkpoints.
+
+    Returns (history rows, metrics). Resumes from ``<out_dir>/checkpoint`` when its fingerprint
+    matches the config and data.
+    """
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
     tc, bc = cfg.train, cfg.backend
-    seed_everything(tc.seed)
-    lora = LoraConfig(task_type="CAUSAL_LM", r=tc.lora.r, lora_alpha=tc.lora.alpha,
-                      lora_dropout=tc.lora.dropout, target_modules=list(tc.lora.target_modules))
-    model = get_peft_model(base, lora)
-    if bc.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    feats = make_features(tokenizer, job.prompt, job.train, end_id)
-    eval_feats = make_features(tokenizer, job.prompt, job.eval, end_id) if tc.eval_loss else []
-    lengths = [len(f) for f in feats]
+    n_items = len(task.lengths)
     bs, ga = tc.batch_size, tc.gradient_accumulation_steps
-    n_batches = math.ceil(len(feats) / bs)
+    n_batches = math.ceil(n_items / bs)
     total = tc.max_steps if tc.max_steps > 0 else max(1, math.ceil(tc.epochs * n_batches / ga))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=tc.learning_rate, weight_decay=tc.weight_decay)
+    opt = torch.optim.AdamW(task.param_groups or task.params, lr=tc.learning_rate,
+                            weight_decay=tc.weight_decay)
     sched = get_scheduler(tc.lr_scheduler, opt, num_warmup_steps=math.ceil(tc.warmup_ratio * total),
                           num_training_steps=total)
 
@@ -166,7 +223,7 @@ def train_lora(base, tokenizer, job, cfg, ctx, rt: Runtime, end_id: int, pad_id:
         e, j = divmod(micro, n_batches)
         if e not in cache:
             cache.clear()
-            cache[e] = epoch_batches(lengths, bs, tc.seed, e, bc.group_by_length)
+            cache[e] = epoch_batches(task.lengths, bs, tc.seed, e, bc.group_by_length)
         return cache[e][j]
 
     def log(row: dict) -> None:
@@ -179,15 +236,12 @@ def train_lora(base, tokenizer, job, cfg, ctx, rt: Runtime, end_id: int, pad_id:
     while step < total:
         step_loss = 0.0
         for k in range(ga):
-            idx = batch_at(step * ga + k)
-            ids, mask, labels = (t.to(rt.device) for t in collate([feats[i] for i in idx], pad_id))
-            with autocast(rt.device, rt.bf16):
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / ga
-            loss.backward()
-            step_loss += loss.detach().item()
-            tokens += int(mask.sum())
+            loss, n_tok = task.loss(batch_at(step * ga + k))
+            (loss / ga).backward()
+            step_loss += loss.detach().item() / ga
+            tokens += n_tok
         if bc.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, bc.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(task.params, bc.max_grad_norm)
         lr = sched.get_last_lr()[0]
         opt.step()
         sched.step()
@@ -201,20 +255,19 @@ def train_lora(base, tokenizer, job, cfg, ctx, rt: Runtime, end_id: int, pad_id:
             log({"step": step, "train/loss": sum(window) / len(window), "train/learning_rate": lr,
                  "train/epoch": epoch})
             window = []
-        if eval_feats and (int(epoch) > epochs_done or step == total):
+        if task.eval_loss is not None and (int(epoch) > epochs_done or step == total):
             epochs_done = int(epoch)
-            log({"step": step, "train/eval_loss": _eval_loss(model, eval_feats, bs, pad_id, rt),
-                 "train/epoch": epoch})
+            model.eval()
+            log({"step": step, "train/eval_loss": task.eval_loss(), "train/epoch": epoch})
+            model.train()
         if bc.checkpoint_steps > 0 and step % bc.checkpoint_steps == 0 and step < total:
             save_checkpoint(ckpt_dir, model, opt, sched,
                             {"fingerprint": fp, "step": step, "history": history,
                              "window": window, "epochs_done": epochs_done})
     bar.close()
     model.eval()
-    if bc.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
     train_s = time.perf_counter() - t0
-    metrics = {"time/train_s": train_s, "train/trainable_params": float(sum(p.numel() for p in params)),
+    metrics = {"time/train_s": train_s, "train/trainable_params": float(sum(p.numel() for p in task.params)),
                "train/tokens_per_s": tokens / train_s if train_s > 0 else 0.0,
                "train/steps": float(total), "train/resumed_from_step": float(state.get("step", 0))}
-    return model, tuple(history), metrics
+    return tuple(history), metrics

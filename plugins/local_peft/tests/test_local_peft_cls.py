@@ -1,0 +1,198 @@
+"""train.method=lora_cls on the tiny model: exact frozen-layer reuse, head predictions, reload, options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from local_peft_helpers import Recorder, make_cfg, make_examples, make_prompt
+
+from ftlab.contract import Decoding, Example, TrainJob
+
+CLS_TRAIN = {"method": "lora_cls", "max_steps": 40, "learning_rate": 1e-2, "logging_steps": 10,
+             "eval_loss": True, "class_weighting": "sqrt", "multi_label": "soft",
+             "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
+CLS_BACKEND = {"train_layers": 1, "pooling": "mean", "head_lr_multiplier": 5.0}
+
+
+class TrainedCls:
+    def __init__(self, root: Path):
+        from ftlab_local_peft.backend import LocalPeftBackend
+
+        (root / "run").mkdir()
+        (root / "out").mkdir()
+        self.cfg = make_cfg(train=CLS_TRAIN, backend=CLS_BACKEND)
+        self.recorder = Recorder(root / "run")
+        self.backend = LocalPeftBackend(self.cfg, self.recorder.ctx)
+        self.prompt = make_prompt(self.cfg)
+        self.train_ex, self.eval_ex = make_examples(32), make_examples(12, "eval", seed=1)
+        self.base = self.backend.predict(self.backend.base_model(), self.eval_ex, self.prompt,
+                                         Decoding(batch_size=4))
+        self.cached_after_base = len(self.backend._states)
+        self.result = self.backend.train(TrainJob(train=self.train_ex, eval=self.eval_ex,
+                                                  prompt=self.prompt, out_dir=root / "out"))
+        self.tuned = self.backend.predict(self.result.model, self.eval_ex, self.prompt,
+                                          Decoding(batch_size=4))
+
+
+@pytest.fixture(scope="module")
+def cls(tmp_path_factory):
+    return TrainedCls(tmp_path_factory.mktemp("cls"))
+
+
+def test_base_evaluation_keeps_the_frozen_states_for_the_tuned_one(cls):
+    assert cls.cached_after_base == len(cls.eval_ex)  # the packed score_labels pass captured them
+    # tuned prediction used them: no second lower pass over the eval rows was needed
+    assert len(cls.backend._states) == len(cls.eval_ex) + len({ex.text for ex in cls.train_ex})
+
+
+def test_training_learns_and_logs(cls):
+    losses = [h["train/loss"] for h in cls.result.history if "train/loss" in h]
+    assert len(losses) == 4 and losses[-1] < 0.7 * losses[0], losses
+    assert any("train/eval_loss" in h for h in cls.result.history)
+    m = cls.result.metrics
+    assert m["train/split_layer"] == 1.0  # 2 layers, top 1 tuned
+    assert m["train/items"] == len({ex.text for ex in cls.train_ex})
+
+
+def test_head_predictions_are_labels_with_log_probabilities(cls):
+    import math
+
+    labels = set(cls.prompt.labels)
+    for p in cls.tuned.items:
+        assert p.raw_text in labels
+        assert math.isclose(sum(math.exp(v) for v in p.scores.values()), 1.0, rel_tol=1e-4)
+        assert max(p.scores, key=p.scores.get) == p.raw_text
+    correct = sum(p.raw_text == ex.label for p, ex in zip(cls.tuned.items, cls.eval_ex))
+    assert correct >= 8, correct  # 12 rows, 4 labels: chance is 3
+
+
+def test_adapter_folder_is_self_contained(cls, tmp_path):
+    from ftlab_local_peft.backend import LocalPeftBackend
+
+    adapter = Path(cls.result.model.uri)
+    meta = json.loads((adapter / "ftlab_cls.json").read_text())
+    assert meta == {"method": "lora_cls", "labels": list(cls.prompt.labels), "pooling": "mean",
+                    "split_layer": 1}
+    fresh = LocalPeftBackend(cls.cfg, Recorder(tmp_path).ctx)  # recomputes every lower state
+    again = fresh.predict(cls.result.model, cls.eval_ex, cls.prompt, Decoding(batch_size=3))
+    assert [p.raw_text for p in again.items] == [p.raw_text for p in cls.tuned.items]
+    for a, b in zip(again.items, cls.tuned.items):
+        assert a.scores == pytest.approx(b.scores, abs=1e-4)
+
+
+def test_wrong_label_set_is_refused(cls):
+    from dataclasses import replace
+
+    other = replace(cls.prompt, labels=tuple(reversed(cls.prompt.labels)))
+    with pytest.raises(ValueError, match="was trained on labels"):
+        cls.backend.predict(cls.result.model, cls.eval_ex[:2], other, Decoding())
+
+
+def test_upper_of_lower_equals_the_full_model(tmp_path):
+    """Reusing layer-k inputs is exact: lower then upper gives the full stack's final hidden state."""
+    import torch
+
+    from ftlab_local_peft import classifier, encoding
+    from ftlab_local_peft.backend import LocalPeftBackend
+
+    cfg = make_cfg(model={"tiny": {"num_layers": 3}})
+    b = LocalPeftBackend(cfg, Recorder(tmp_path).ctx)
+    ex = make_examples(5)
+    prompt = make_prompt(cfg)
+    b._ensure_loaded(ex, prompt)
+    prompts = [encoding.prompt_ids(b._tok, prompt, e.text) for e in ex]
+    for k in (0, 1, 2):
+        states = classifier.lower_states(b._base, prompts, k, b.pad_id, b.rt, batch_size=2)
+        for p, s in zip(prompts, states):
+            with torch.inference_mode():
+                full = b._base.model(input_ids=torch.tensor([p])).last_hidden_state[0]
+                x, m = classifier._right_pad([s], "cpu")
+                with classifier.layer_range(b._base, k, 3, final_norm=True) as dec:
+                    up = dec(inputs_embeds=x, attention_mask=m).last_hidden_state[0]
+            assert torch.allclose(full, up, atol=1e-5)
+    assert len(b._base.model.layers) == 3  # the stack is restored
+
+
+def test_packed_scoring_capture_matches_lower_pass(tmp_path):
+    import torch
+
+    from ftlab_local_peft import classifier, encoding, inference
+    from ftlab_local_peft.backend import LocalPeftBackend
+
+    cfg = make_cfg(model={"tiny": {"num_layers": 3}})
+    b = LocalPeftBackend(cfg, Recorder(tmp_path).ctx)
+    ex = make_examples(6)
+    prompt = make_prompt(cfg)
+    b._ensure_loaded(ex, prompt)
+    prompts = [encoding.prompt_ids(b._tok, prompt, e.text) for e in ex]
+    conts = [encoding.label_ids(b._tok, lab, b.end_id) for lab in prompt.labels]
+    cache = classifier.StateCache()
+    set_batch, remove = cache.capture(b._base, 2, prompts)
+    inference.score_labels(b._base, prompts, list(prompt.labels), conts, b.pad_id, 4, b.rt,
+                           before_batch=lambda idx: set_batch(idx, max(len(prompts[i]) for i in idx)))
+    remove()
+    direct = classifier.lower_states(b._base, prompts, 2, b.pad_id, b.rt, batch_size=3)
+    for p, d in zip(prompts, direct):
+        assert torch.allclose(cache.get(2, p), d, atol=1e-5)
+
+
+def test_class_weights():
+    import torch
+
+    from ftlab_local_peft.classifier import class_weights
+
+    t = torch.tensor([[1.0, 0, 0]] * 6 + [[0, 1.0, 0]] * 2 + [[0, 0, 0]] * 0)
+    assert class_weights(t, "none").tolist() == [1, 1, 1]
+    bal = class_weights(t, "balanced")
+    assert bal[:2].tolist() == pytest.approx([8 / (3 * 6), 8 / (3 * 2)])
+    assert bal[2] == 1.0  # absent class
+    assert class_weights(t, "sqrt")[:2].tolist() == pytest.approx([(8 / 18) ** 0.5, (8 / 6) ** 0.5])
+    with pytest.raises(ValueError, match="class_weighting"):
+        class_weights(t, "inverse")
+
+
+def test_balanced_weights_change_the_generative_loss():
+    from types import SimpleNamespace
+
+    from ftlab_local_peft.training import example_weights
+
+    rows = [Example(id=str(i), text=str(i), label=lab) for i, lab in enumerate("AAAAAAB")]
+    job = SimpleNamespace(train=rows)
+    w = example_weights(job, ["A", "B"], "balanced")
+    assert sum(w) == pytest.approx(len(rows))
+    assert w[-1] == pytest.approx(6 * w[0])
+    assert example_weights(job, ["A", "B"], "none") == [1.0] * 7
+
+
+def test_soft_items_merge_rows_of_one_text():
+    from types import SimpleNamespace
+
+    from ftlab_local_peft.classifier import training_items
+
+    rows = (Example("0", "same", "A", ("A", "B")), Example("1", "same", "B", ("A", "B")),
+            Example("2", "other", "C"))
+    soft = training_items(SimpleNamespace(train=rows), ["A", "B", "C"], "soft")
+    assert [(r, t.tolist()) for r, t in soft] == [(0, [0.5, 0.5, 0.0]), (2, [0.0, 0.0, 1.0])]
+    plain = training_items(SimpleNamespace(train=rows), ["A", "B", "C"], "rows")
+    assert [t.tolist() for _, t in plain] == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_middle_truncation_keeps_both_ends(tmp_path):
+    from ftlab.prompt import MIDDLE_MARK
+    from ftlab_local_peft import encoding
+    from ftlab_local_peft.backend import LocalPeftBackend
+
+    cfg = make_cfg()
+    b = LocalPeftBackend(cfg, Recorder(tmp_path).ctx)
+    text = " ".join(f"w{i}" for i in range(200))
+    b._ensure_loaded((Example("x", text, "Cardiology"),), make_prompt(cfg))
+    tok = b._tok
+    kept = encoding.truncate_text(tok, text, 40, "middle", 10)
+    head, tail = kept.split(MIDDLE_MARK)
+    assert text.startswith(head) and text.endswith(tail) and head and tail
+    assert len(tok(tail, add_special_tokens=False)["input_ids"]) <= 10
+    assert len(tok(head, add_special_tokens=False)["input_ids"]) <= 30
+    assert "w199" in kept and "w0" in kept and "w100" not in kept
+    assert encoding.truncate_text(tok, "short", 40, "middle", 10) == "short"
