@@ -180,3 +180,75 @@ def test_error_text_and_command_lines_are_redacted():
     assert redact_argv(["ftlab", "backend.credentials_file=/a/b.json", "+backend.api_token=t",
                         "tracking.uri=http://u:p@h"]) == [
         "ftlab", "backend.credentials_file=***", "+backend.api_token=***", "tracking.uri=http://***@h"]
+
+
+# -- crash-safe files ------------------------------------------------------------------------------
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    from ftlab.paths import atomic_open, atomic_write_text
+
+    path = tmp_path / "state.json"
+    atomic_write_text(path, '{"old": 1}')
+    with pytest.raises(RuntimeError):
+        with atomic_open(path) as fh:
+            fh.write('{"new": ')
+            raise RuntimeError("crash in the middle")
+    assert path.read_text() == '{"old": 1}'
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary left behind
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+def test_sigkill_during_a_write_leaves_the_previous_file_whole(tmp_path):
+    """A real crash: the writer process is SIGKILLed half-way through a 4 MB write."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "predictions.jsonl"
+    old = "".join(json.dumps({"id": i}) + "\n" for i in range(1000))
+    path.write_text(old)
+    code = (f"import os, signal\nfrom ftlab.paths import atomic_open\n"
+            f"with atomic_open({str(path)!r}) as fh:\n"
+            f"    fh.write('x' * 2_000_000); fh.flush()\n"
+            f"    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert proc.returncode == -9
+    assert path.read_text() == old
+    leftovers = [p for p in tmp_path.iterdir() if p.name != "predictions.jsonl"]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".predictions.jsonl.")
+
+
+def test_no_module_writes_a_file_in_place():
+    """Every file a later command reads goes through ftlab.paths.atomic_* (appends are journals)."""
+    import re
+
+    src = ROOT / "src" / "ftlab"
+    pattern = re.compile(r"\.write_text\(|\.write_bytes\(|open\([^)]*[\"']w")
+    allowed = {"paths.py", "ui_cmd.py"}  # the helper itself; a server's live log file
+    offenders = [f"{p.relative_to(src)}:{n}" for p in src.rglob("*.py") if p.name not in allowed
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda d: None, "no such folder"),
+    (lambda d: d.mkdir(), "no config.yaml or manifest.json"),
+    (lambda d: (d.mkdir(), (d / "config.yaml").write_text("a: 1")), "no manifest.json"),
+])
+def test_resume_refuses_a_folder_that_is_not_a_run_folder(run_experiment, tmp_path, setup, message):
+    from ftlab.runner import StageError
+
+    folder = tmp_path / "elsewhere"
+    setup(folder)
+    with pytest.raises(StageError, match=f"resume={folder}: not an ftlab run folder \\({message}\\)"):
+        run_experiment(f"resume={folder}")
+
+
+def test_resume_refuses_a_state_file_that_is_not_json(run_experiment, fake_backend):
+    from ftlab.config.compose import compose
+    from ftlab.runner import StageError, run
+
+    _, run_dir = run_experiment("stages=[evaluate_base]")
+    (run_dir / "state.json").write_text('{"evaluated": [')
+    cfg = compose(["+experiment=smoke", "backend=fake", f"resume={run_dir}"], fake_backend)
+    with pytest.raises(StageError, match="state.json is not valid JSON"):
+        run(cfg, plugins=fake_backend)

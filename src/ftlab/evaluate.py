@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 from ftlab.contract import UNPARSEABLE, Example, Prediction, Predictions
 from ftlab.metrics.classification import Report, classification_report, lenient_truth
+from ftlab.paths import atomic_open, atomic_write_text
 from ftlab.prompt import Prompt
 
 
@@ -98,7 +99,7 @@ def write_files(s: Scored, examples: Sequence[Example], labels: Sequence[str], o
     out.mkdir(parents=True, exist_ok=True)
     files = []
     path = out / "predictions.jsonl"
-    with path.open("w", encoding="utf-8") as fh:
+    with atomic_open(path) as fh:
         for ex, p in zip(examples, s.items):
             row = {"id": ex.id, "source": ex.source, "truth": ex.label,
                    "acceptable": list(ex.acceptable), "raw_text": p.raw_text, "label": p.label,
@@ -111,7 +112,7 @@ def write_files(s: Scored, examples: Sequence[Example], labels: Sequence[str], o
     files.append(path)
     path = out / "per_class.csv"
     slugs = {v: k for k, v in slug_map(labels).items()}
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, newline="") as fh:
         w = csv.writer(fh)
         head = ["label", "slug", "support", "predicted", "precision", "recall", "f1"]
         w.writerow(head + (["lenient_precision", "lenient_recall", "lenient_f1"] if s.lenient else []))
@@ -125,7 +126,7 @@ def write_files(s: Scored, examples: Sequence[Example], labels: Sequence[str], o
             w.writerow(row)
     files.append(path)
     path = out / "confusion_matrix.csv"
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["true \\ predicted", *labels, UNPARSEABLE])
         for lab, row in zip(labels, s.strict.confusion):
@@ -134,6 +135,6 @@ def write_files(s: Scored, examples: Sequence[Example], labels: Sequence[str], o
     files.append(plots.confusion_matrix_png(s.strict.confusion, labels, out / "confusion_matrix.png",
                                             f"{s.stage} model, {s.split} split (strict)"))
     path = out / "metrics.json"
-    path.write_text(json.dumps(metric_dict(s, labels), indent=1, sort_keys=True))
+    atomic_write_text(path, json.dumps(metric_dict(s, labels), indent=1, sort_keys=True))
     files.append(path)
     return files

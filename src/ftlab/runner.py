@@ -23,6 +23,7 @@ from ftlab.config import RunConfig, Stage
 from ftlab.config.compose import validate
 from ftlab.contract import Decoding, ModelRef, Prediction, Predictions, RunContext, TrainJob
 from ftlab.data import load_splits, skipped_summary
+from ftlab.paths import atomic_open, atomic_write_text
 from ftlab.plugins import get_plugins
 from ftlab.prompt import make_prompt
 from ftlab.tracking.mlflow_tracker import Tracker, flatten
@@ -33,6 +34,23 @@ log = logging.getLogger("ftlab")
 
 class StageError(RuntimeError):
     pass
+
+
+RUN_FOLDER_FILES = ("config.yaml", "manifest.json")
+"""What every run folder has from its first second on (``state.json`` comes after a stage)."""
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise StageError(f"{path} is not valid JSON ({exc}); it is written atomically by ftlab, "
+                         f"so this folder was changed by something else") from None
+    if not isinstance(state, dict):
+        raise StageError(f"{path} does not hold a JSON object")
+    return state
 
 
 def _load_predictions(path: Path, ref: ModelRef) -> Predictions:
@@ -54,8 +72,7 @@ class Run:
         self.plugins = plugins or get_plugins()
         self.stages = [s.value for s in cfg.stages]
         self.state_path = run_dir / "state.json"
-        self.state: dict[str, Any] = (json.loads(self.state_path.read_text())
-                                      if self.state_path.exists() else {})
+        self.state: dict[str, Any] = _read_state(self.state_path)
         self.scored: dict[tuple[str, str], ev.Scored] = {}
         self.comparisons: dict[str, Any] = {}
         self.history: list = []
@@ -64,7 +81,7 @@ class Run:
 
     # -- helpers -----------------------------------------------------------------------------------
     def _save_state(self) -> None:
-        self.state_path.write_text(json.dumps(self.state, indent=1))
+        atomic_write_text(self.state_path, json.dumps(self.state, indent=1))
 
     def _evaluate(self, stage: str, ref: ModelRef) -> None:
         cfg = self.cfg
@@ -111,7 +128,7 @@ class Run:
         trained = self.backend.train(job)
         self.tracker.log_metrics({"time/train_wall_s": time.perf_counter() - t0, **trained.metrics})
         self.history = list(trained.history)
-        (out / "history.json").write_text(json.dumps(self.history, indent=1))
+        atomic_write_text(out / "history.json", json.dumps(self.history, indent=1))
         png = plots.loss_png(self.history, out / "loss.png")
         for f in [out / "history.json", png]:
             if f is not None:
@@ -146,13 +163,13 @@ class Run:
             out = self.run_dir / "compare" / split
             out.mkdir(parents=True, exist_ok=True)
             path = out / "per_class_delta.csv"
-            with path.open("w", newline="", encoding="utf-8") as fh:
+            with atomic_open(path, newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["label", "support", "base_f1", "tuned_f1", "delta"])
                 for lab in self.prompt.labels:
                     b, t = base.strict.per_class[lab], tuned.strict.per_class[lab]
                     w.writerow([lab, b.support, f"{b.f1:.6f}", f"{t.f1:.6f}", f"{t.f1 - b.f1:+.6f}"])
-            (out / "comparison.json").write_text(json.dumps(c.__dict__, indent=1))
+            atomic_write_text(out / "comparison.json", json.dumps(c.__dict__, indent=1))
             png = plots.f1_bars_png(
                 self.prompt.labels,
                 {"base": [base.strict.per_class[x].f1 for x in self.prompt.labels],
@@ -167,8 +184,7 @@ class Run:
         if not rows:
             return
         path = self.run_dir / "data" / "skipped_rows.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
         self.tracker.log_metrics(metrics)
         self.tracker.log_artifact(path, "data")
         counts = ", ".join(f"{k.split('/', 1)[1]}={int(v)}" for k, v in metrics.items())
@@ -183,10 +199,10 @@ class Run:
         self.prompt = make_prompt(cfg.prompt, cfg.data.labels)
         random.seed(cfg.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(self.yaml)
+        atomic_write_text(self.run_dir / "config.yaml", self.yaml)
         man = manifest.build(self.yaml, self.splits, self.prompt, cfg.data.labels, cfg)
-        (self.run_dir / "manifest.json").write_text(json.dumps(man, indent=1))
-        (self.run_dir / "labels.json").write_text(json.dumps(ev.slug_map(cfg.data.labels), indent=1))
+        atomic_write_text(self.run_dir / "manifest.json", json.dumps(man, indent=1))
+        atomic_write_text(self.run_dir / "labels.json", json.dumps(ev.slug_map(cfg.data.labels), indent=1))
         t = cfg.tracking
         self.tracker = Tracker(self.run_dir, t.enabled, t.uri, t.experiment_name or cfg.experiment,
                                t.run_name or f"{cfg.experiment}-{cfg.model.name}-{self.run_dir.name}")
@@ -261,9 +277,12 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, plugins=None) -> float:
     """Run one experiment from a composed config; returns the objective (last macro-F1)."""
     typed = validate(cfg)
     if typed.resume:
-        run_dir = Path(typed.resume)
-        if not (run_dir / "config.yaml").exists():
-            raise StageError(f"resume={typed.resume}: not a run folder (no config.yaml)")
+        run_dir = Path(typed.resume).expanduser()
+        missing = [f for f in RUN_FOLDER_FILES if not (run_dir / f).is_file()]
+        if missing:
+            why = "no such folder" if not run_dir.is_dir() else f"no {' or '.join(missing)}"
+            raise StageError(f"resume={typed.resume}: not an ftlab run folder ({why}); pass the "
+                             f"folder a run printed as 'run folder: ...'")
     elif run_dir is None:
         from hydra.core.hydra_config import HydraConfig
 

@@ -150,7 +150,10 @@ def _last_metrics(path: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except ValueError:  # an append-only log may end in a line cut short by a crash
+                continue
             out.update({k: float(v) for k, v in row.items() if k not in ("step", "time")})
     return out
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -127,16 +126,11 @@ def predict_rows(cfg, backend, model, prompt, rows, show_progress: bool = True) 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
     """Write atomically: a partial output file never appears."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from ftlab.paths import atomic_open
+
+    with atomic_open(path) as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
 def predict(ref: str, input_path: Path, output_path: Path, which: Optional[str] = None,

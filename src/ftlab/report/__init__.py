@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from ftlab.paths import atomic_write_text
 from ftlab.runs import RUN_ID, find_runs
 from ftlab.tracking.redact import redact_uri
 
@@ -41,11 +42,9 @@ def build_report(ref: str, out_dir: Path, uri: Optional[str] = None,
         out_dir.mkdir(parents=True, exist_ok=True)
         html_path, md_path = out_dir / f"{stem}.html", out_dir / f"{stem}.md"
         uri_shown = redact_uri(runs[0].tracking_uri)
-        html_path.write_text(render_html(views, title, generated, uri_shown),
-                             encoding="utf-8")
-        md_path.write_text(render_markdown(views, title, generated, uri_shown,
-                                           out_dir / f"{stem}_files", f"{stem}_files"),
-                           encoding="utf-8")
+        atomic_write_text(html_path, render_html(views, title, generated, uri_shown))
+        atomic_write_text(md_path, render_markdown(views, title, generated, uri_shown,
+                                                   out_dir / f"{stem}_files", f"{stem}_files"))
     finally:
         for r in runs:
             r.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ftlab.paths import atomic_write_bytes
 from ftlab.report.collect import RunView, ci_text, confidence_pct, fmt, fmt_p
 
 
@@ -83,6 +84,6 @@ def _charts(charts, prefix: str, assets: Path, assets_rel: str) -> list[str]:
     for ch in charts:
         assets.mkdir(parents=True, exist_ok=True)
         name = f"{prefix}_{ch.name}"
-        (assets / name).write_bytes(ch.png)
+        atomic_write_bytes(assets / name, ch.png)
         out += [f"![{cell(ch.title)}]({assets_rel}/{name})", "", f"*{cell(ch.title)}*", ""]
     return out

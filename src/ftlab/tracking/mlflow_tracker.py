@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from ftlab.paths import project_root
+from ftlab.paths import atomic_write_text, project_root
 from ftlab.tracking.redact import redact_text, redact_uri, redact_value
 
 log = logging.getLogger("ftlab")
@@ -100,14 +100,14 @@ class Tracker:
                                 f"Start the server, unset MLFLOW_TRACKING_URI to use the local sqlite "
                                 f"store, or pass tracking.enabled=false.") from None
         self._client, self.run_id = client, run.info.run_id
-        (self.run_dir / "mlflow_run.json").write_text(json.dumps(
+        atomic_write_text(self.run_dir / "mlflow_run.json", json.dumps(
             {"run_id": self.run_id, "experiment_id": exp_id, "tracking_uri": redact_uri(self.uri)},
             indent=1))
 
     def end(self, status: str = "FINISHED", error: Optional[str] = None) -> None:
         error = redact_text(error) if error else error
         if error:
-            (self.run_dir / "error.txt").write_text(error)
+            atomic_write_text(self.run_dir / "error.txt", error)
         if self._client is None:
             return
         if error:
