@@ -98,10 +98,10 @@ class LocalPeftBackend:
         return loading.enum_value(self.cfg.train.method)
 
     def _split_for_reuse(self) -> int:
-        """Layer whose input the base evaluation should keep for a later lora_cls (0: keep none)."""
+        """Layer whose input the base evaluation should keep for a later lora_cls (-1: keep none)."""
         bc = self.cfg.backend
         if self._method() != "lora_cls" or not bc.reuse_base_states or self._base is None:
-            return 0
+            return -1
         return classifier.split_layer(self._base, bc.train_layers)
 
     def _model_for(self, ref: ModelRef):
@@ -195,16 +195,15 @@ class LocalPeftBackend:
     def _score(self, net, prompts, prompt, conts, decoding, prior):
         """score_labels, keeping the frozen layers' states for a later lora_cls when it will reuse them."""
         bc = self.cfg.backend
-        k = self._split_for_reuse() if self._peft is None else 0
-        if k <= 0:
+        k = self._split_for_reuse() if self._peft is None else -1
+        if k < 0:
             return inference.score_labels(net, prompts, list(prompt.labels), conts, self.pad_id,
                                           decoding.batch_size, self.rt, bc.length_normalize, prior)
-        set_batch, remove = self._states.capture(net, k, prompts)
+        after_batch, remove = self._states.capture(net, k, bc.adapted_tokens, prompts)
         try:
             return inference.score_labels(net, prompts, list(prompt.labels), conts, self.pad_id,
                                           decoding.batch_size, self.rt, bc.length_normalize, prior,
-                                          before_batch=lambda idx: set_batch(
-                                              idx, max(len(prompts[i]) for i in idx)))
+                                          on_cache=after_batch)
         finally:
             remove()
 

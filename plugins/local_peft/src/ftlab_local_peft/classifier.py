@@ -1,20 +1,24 @@
-"""``train.method=lora_cls``: LoRA on the top layers plus a linear head over the prompt's last token.
+"""``train.method=lora_cls``: LoRA plus a linear head, trained on frozen context computed once.
 
-The prompt is the same one the base model is scored with (instruction, label list, truncated
-transcript, chat template); the head reads the hidden state of the last prompt token (the
-position where the model would start its answer), or the mean over the prompt, or both.
+The prompt is the one the base model is scored with (instruction, label list, truncated
+transcript, chat template). It is split into a *context* (all but the last
+``backend.adapted_tokens`` tokens) and the *adapted tokens* (the end of the instruction and the
+assistant header, where the model would start its answer). The context is encoded once by the
+frozen model; its keys and values at every tuned layer are kept (:class:`FrozenState`). Training
+and prediction then run only the adapted tokens through the LoRA-adapted layers, attending to that
+cached context, and a linear head reads the last adapted token (or their mean).
 
-**Frozen lower layers, computed once.** With LoRA only on layers ``k..L-1``
-(``backend.train_layers = L - k``), the hidden state entering layer ``k`` is a fixed function of
-the input. It is computed once per example under ``inference_mode`` (``lower_states``) and reused
-by every epoch and by the tuned evaluation. This is exact, not an approximation: only the part of
-the network that changes is run again. When the base evaluation ran the same prompts, its forward
-pass already produced these states (the backend keeps them, see :class:`StateCache`), so the tuned
-evaluation costs only the top layers.
+This is the model, not an approximation of one: context encoded by the base model, answer
+positions by the adapted one, the same in training, in the tuned evaluation and in ``ftlab
+predict``. It makes an epoch cost a few tokens per example instead of the whole prompt, so many
+epochs fit in the time one full LoRA epoch takes; the one full forward per example is shared with
+the base evaluation when it scored the same prompts (the backend keeps its states,
+:class:`StateCache`). ``adapted_tokens=0`` adapts every token (classic LoRA on the top
+``backend.train_layers`` layers, whose lower layers are then computed once).
 
 The head is attached to the base model as ``ftlab_cls_head`` and saved with the adapter through
 peft's ``modules_to_save``, so an adapter folder is self-contained: ``ftlab_cls.json`` beside it
-names the labels, the pooling and the split layer.
+names the labels, the pooling, the first tuned layer and the adapted-token count.
 """
 
 from __future__ import annotations
@@ -68,15 +72,94 @@ def layer_range(model, start: int, stop: int, final_norm: bool):
         dec.layers, dec.norm = layers, norm
 
 
-def _right_pad(rows: Sequence[torch.Tensor], device):
-    """Stack ``[len_i, H]`` states into ``[b, n, H]`` (zeros after each row) and a 2D mask."""
-    n = max(r.shape[0] for r in rows)
-    x = rows[0].new_zeros((len(rows), n, rows[0].shape[-1]))
-    mask = torch.zeros((len(rows), n), dtype=torch.long)
-    for i, r in enumerate(rows):
-        x[i, :r.shape[0]] = r
-        mask[i, :r.shape[0]] = 1
-    return x.to(device), mask.to(device)
+@dataclass(frozen=True)
+class FrozenState:
+    """What the frozen part of the network produced for one prompt, reused by every epoch.
+
+    The prompt is split into a *context* (every token but the last ``adapted_tokens``) and the
+    *adapted* tokens. ``hidden`` is the adapted tokens' hidden state entering layer ``k``;
+    ``keys``/``values`` are the context's keys and values (rotary embedding applied) at layers
+    ``k..L-1``: ``[L-k, kv_heads, context, head_dim]``.
+    """
+
+    hidden: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
+
+    @property
+    def tokens(self) -> int:
+        return int(self.hidden.shape[0] + self.keys.shape[2])
+
+
+def _split(n: int, adapted: int) -> int:
+    """How many of a prompt's ``n`` tokens run through the adapted layers (the rest is context)."""
+    return n if adapted <= 0 else min(adapted, n)
+
+
+class StateCache:
+    """:class:`FrozenState` per ``(k, adapted tokens, prompt ids)``, in the compute dtype."""
+
+    def __init__(self):
+        self._d: dict[tuple, FrozenState] = {}
+
+    def get(self, k: int, adapted: int, ids: Sequence[int]):
+        return self._d.get((k, adapted, tuple(ids)))
+
+    def put(self, k: int, adapted: int, ids: Sequence[int], state: FrozenState) -> None:
+        self._d[(k, adapted, tuple(ids))] = state
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def capture(self, model, k: int, adapted: int, prompts: Sequence[Sequence[int]]):
+        """Keep each prompt's frozen state during a packed scoring pass over left-padded prompts.
+
+        Returns ``(before_batch, after_batch, remove)``: the pass must run with ``use_cache=True``
+        and hand its cache to ``after_batch(idx, width, cache)``; ``width`` is the padded prompt
+        width (row ``i``'s prompt occupies the ``len(prompt)`` columns before it).
+        """
+        grab = _HiddenAt(model, k)
+
+        def after_batch(idx, width, kv_cache):
+            for row, i in enumerate(idx):
+                self.put(k, adapted, prompts[i], _extract(grab.hidden, kv_cache, row, len(prompts[i]),
+                                                          width, k, adapted, num_layers(model)))
+
+        return after_batch, grab.remove
+
+
+class _HiddenAt:
+    """Forward hook keeping the hidden state entering layer ``k`` (the embeddings for ``k == 0``)."""
+
+    def __init__(self, model, k: int):
+        dec = inner(model)
+        mod = dec.embed_tokens if k == 0 else dec.layers[k - 1]
+        self.hidden = None
+        self._h = mod.register_forward_hook(self._hook)
+
+    def _hook(self, _mod, _inp, out):
+        self.hidden = (out[0] if isinstance(out, tuple) else out).detach()
+
+    def remove(self) -> None:
+        self._h.remove()
+
+
+def _extract(hidden, kv_cache, row: int, n: int, width: int, k: int, adapted: int, n_layers: int):
+    s = _split(n, adapted)
+    ctx = slice(width - n, width - s)
+    keys = torch.stack([kv_cache.layers[l].keys[row, :, ctx] for l in range(k, n_layers)])
+    values = torch.stack([kv_cache.layers[l].values[row, :, ctx] for l in range(k, n_layers)])
+    return FrozenState(hidden[row, width - s:width].clone(), keys.clone(), values.clone())
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device):
+    n = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), n), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, n - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[r, n - len(p):] = 1
+    return ids.to(device), mask.to(device), ((mask.cumsum(-1) - 1).clamp(min=0)).to(device)
 
 
 def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -84,98 +167,104 @@ def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i:i + batch_size] for i in range(0, len(order), max(1, batch_size))]
 
 
-class StateCache:
-    """Hidden states entering layer ``k``, keyed by ``(k, prompt ids)``; stored in the compute dtype."""
-
-    def __init__(self):
-        self._d: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
-
-    def get(self, k: int, ids: Sequence[int]):
-        return self._d.get((k, tuple(ids)))
-
-    def put(self, k: int, ids: Sequence[int], state: torch.Tensor) -> None:
-        self._d[(k, tuple(ids))] = state
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def capture(self, model, k: int, prompts: Sequence[Sequence[int]]):
-        """A forward hook on layer ``k-1`` that stores each prompt's states during a packed pass.
-
-        Used around ``inference.score_labels``: rows are left-padded prompts followed by label
-        nodes, so row ``i``'s prompt occupies the ``len(prompt)`` columns before ``width``.
-        Returns ``(set_batch, remove)``: call ``set_batch(idx, width)`` before each pass.
-        """
-        current: dict = {}
-
-        def hook(_mod, _inp, out):
-            h = out[0] if isinstance(out, tuple) else out
-            idx, width = current["idx"], current["width"]
-            for row, i in enumerate(idx):
-                n = len(prompts[i])
-                self.put(k, prompts[i], h[row, width - n:width].detach().clone())
-
-        handle = inner(model).layers[k - 1].register_forward_hook(hook)
-
-        def set_batch(idx, width):
-            current.update(idx=list(idx), width=width)
-
-        return set_batch, handle.remove
-
-
-def lower_states(model, prompts: Sequence[Sequence[int]], k: int, pad_id: int, rt, batch_size: int,
-                 cache: StateCache | None = None, progress: Callable[[int], None] | None = None):
-    """Per prompt, the ``[len, H]`` hidden state entering layer ``k`` (``k == 0``: the embeddings)."""
+def lower_states(model, prompts: Sequence[Sequence[int]], k: int, adapted: int, pad_id: int, rt,
+                 batch_size: int, cache: StateCache | None = None,
+                 progress: Callable[[int], None] | None = None) -> list[FrozenState]:
+    """The :class:`FrozenState` of every prompt: one frozen forward pass each, or the cache's copy."""
     out: list = [None] * len(prompts)
     todo = []
+    frozen = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
     for i, p in enumerate(prompts):
-        hit = cache.get(k, p) if cache is not None else None
+        hit = cache.get(k, adapted, p) if cache is not None else None
         if hit is not None:
             out[i] = hit
         else:
             todo.append(i)
     if progress and len(todo) < len(prompts):
         progress(len(prompts) - len(todo))
-    with torch.inference_mode(), layer_range(model, 0, k, final_norm=False) as dec, \
-            autocast(rt.device, rt.bf16):
-        for idx in _length_batches([len(prompts[i]) for i in todo], batch_size):
-            rows = [todo[j] for j in idx]
-            n = max(len(prompts[i]) for i in rows)
-            ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(rows), n), dtype=torch.long)
-            for r, i in enumerate(rows):
-                ids[r, :len(prompts[i])] = torch.tensor(list(prompts[i]), dtype=torch.long)
-                mask[r, :len(prompts[i])] = 1
-            ids, mask = ids.to(rt.device), mask.to(rt.device)
-            h = dec.embed_tokens(ids) if k == 0 else dec(input_ids=ids, attention_mask=mask).last_hidden_state
-            for r, i in enumerate(rows):
-                state = h[r, :len(prompts[i])].detach().clone()
-                out[i] = state
-                if cache is not None:
-                    cache.put(k, prompts[i], state)
-            if progress:
-                progress(len(rows))
+    n_layers = num_layers(model)
+    grab = _HiddenAt(model, k)
+    try:
+        with torch.inference_mode(), frozen, autocast(rt.device, rt.bf16):
+            for idx in _length_batches([len(prompts[i]) for i in todo], batch_size):
+                rows = [todo[j] for j in idx]
+                ids, mask, pos = _left_pad([prompts[i] for i in rows], pad_id, rt.device)
+                res = inner(model)(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+                kv = res.cache if hasattr(res, "cache") else res.past_key_values
+                for r, i in enumerate(rows):
+                    out[i] = _extract(grab.hidden, kv, r, len(prompts[i]), ids.shape[1], k, adapted, n_layers)
+                    if cache is not None:
+                        cache.put(k, adapted, prompts[i], out[i])
+                if progress:
+                    progress(len(rows))
+    finally:
+        grab.remove()
     return out
+
+
+def _cache_kwarg(dec) -> str:
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(type(dec).forward).parameters else "past_key_values"
+
+
+def upper_hidden(model, states: Sequence[FrozenState], k: int, rt):
+    """The adapted tokens through layers ``k..L-1`` and the final norm: (``[b, s, H]`` float32, mask).
+
+    Layout per row: ``[context, left-padded to the longest][adapted tokens, right-padded]``; a 4D
+    mask lets an adapted token see its row's real context and the adapted tokens up to itself.
+    """
+    from transformers import DynamicCache
+
+    b = len(states)
+    c = max(int(st.keys.shape[2]) for st in states)
+    s = max(int(st.hidden.shape[0]) for st in states)
+    dev = rt.device
+    ref = states[0]
+    n_up, kvh, _, hd = ref.keys.shape
+    x = ref.hidden.new_zeros((b, s, ref.hidden.shape[-1]))
+    keys = ref.keys.new_zeros((n_up, b, kvh, c, hd))
+    values = ref.values.new_zeros((n_up, b, kvh, c, hd))
+    ctx_real = torch.zeros((b, c), dtype=torch.bool)
+    suf_real = torch.zeros((b, s), dtype=torch.bool)
+    pos = torch.zeros((b, s), dtype=torch.long)
+    for r, st in enumerate(states):
+        n_c, n_s = int(st.keys.shape[2]), int(st.hidden.shape[0])
+        x[r, :n_s] = st.hidden
+        keys[:, r, :, c - n_c:] = st.keys
+        values[:, r, :, c - n_c:] = st.values
+        ctx_real[r, c - n_c:] = True
+        suf_real[r, :n_s] = True
+        pos[r] = n_c + torch.arange(s)
+    causal = torch.ones((s, s), dtype=torch.bool).tril()
+    mask = torch.cat([ctx_real[:, None, :].expand(b, s, c), causal[None] & suf_real[:, None, :]], dim=-1)
+    mask[:, torch.arange(s), c + torch.arange(s)] = True  # padding rows see themselves (no empty row)
+    dec = inner(model)
+    kv = DynamicCache(config=dec.config)
+    for j in range(n_up):
+        kv.update(keys[j].to(dev), values[j].to(dev), k + j)
+    with layer_range(model, k, num_layers(model), final_norm=True) as stack, autocast(dev, rt.bf16):
+        h = stack(inputs_embeds=x.to(dev), attention_mask=mask[:, None].to(dev), position_ids=pos.to(dev),
+                  use_cache=True, **{_cache_kwarg(stack): kv}).last_hidden_state
+    return h.float(), suf_real.to(dev)
+
+
+def upper_logits(model, states: Sequence[FrozenState], k: int, pooling: str, rt) -> torch.Tensor:
+    """``[b, n_labels]`` head logits (float32) over the pooled adapted tokens."""
+    h, suf = upper_hidden(model, states, k, rt)
+    b, dev = h.shape[0], h.device
+    last = h[torch.arange(b, device=dev), suf.sum(1) - 1]
+    if pooling == "last":
+        feat = last
+    else:
+        mean = (h * suf[..., None]).sum(1) / suf.sum(1, keepdim=True)
+        feat = mean if pooling == "mean" else torch.cat([last, mean], dim=-1)
+    return _head(model)(feat)
 
 
 def _head(model):
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
     return getattr(m, HEAD)
-
-
-def upper_logits(model, states: Sequence[torch.Tensor], k: int, pooling: str, rt) -> torch.Tensor:
-    """``[b, n_labels]`` head logits (float32) from the states entering layer ``k``."""
-    x, mask = _right_pad(states, rt.device)
-    with layer_range(model, k, num_layers(model), final_norm=True) as dec, autocast(rt.device, rt.bf16):
-        h = dec(inputs_embeds=x, attention_mask=mask).last_hidden_state
-    h = h.float()
-    last = h[torch.arange(h.shape[0], device=h.device), mask.sum(1) - 1]
-    if pooling == "last":
-        feat = last
-    else:
-        mean = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-        feat = mean if pooling == "mean" else torch.cat([last, mean], dim=-1)
-    return _head(model)(feat)
 
 
 def attach_head(base, n_labels: int, pooling: str) -> None:
@@ -196,13 +285,14 @@ class ClsMeta:
     labels: tuple[str, ...]
     pooling: str
     split_layer: int
+    adapted_tokens: int
 
     def save(self, folder: Path) -> None:
         from ftlab.paths import atomic_write_text
 
         atomic_write_text(Path(folder) / META_FILE, json.dumps(
             {"method": "lora_cls", "labels": list(self.labels), "pooling": self.pooling,
-             "split_layer": self.split_layer}, indent=1))
+             "split_layer": self.split_layer, "adapted_tokens": self.adapted_tokens}, indent=1))
 
     @classmethod
     def load(cls, folder: Path) -> "ClsMeta | None":
@@ -210,7 +300,7 @@ class ClsMeta:
         if not f.is_file():
             return None
         d = json.loads(f.read_text())
-        return cls(tuple(d["labels"]), d["pooling"], int(d["split_layer"]))
+        return cls(tuple(d["labels"]), d["pooling"], int(d["split_layer"]), int(d["adapted_tokens"]))
 
 
 def class_weights(targets: torch.Tensor, scheme: str) -> torch.Tensor:
@@ -294,20 +384,21 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
     t0 = time.perf_counter()
     with tqdm(total=len(items), desc=f"layers 0-{k - 1} (frozen, once)", unit="ex",
               disable=not progress, dynamic_ncols=True) as bar:
-        states = lower_states(model, [train_prompts[r] for r, _ in items], k, pad_id, rt, tc.batch_size * 2,
-                              cache, bar.update)
+        states = lower_states(model, [train_prompts[r] for r, _ in items], k, bc.adapted_tokens, pad_id, rt,
+                              tc.batch_size * 2, cache, bar.update)
     lower_s = time.perf_counter() - t0
     eval_states = eval_targets = None
     if tc.eval_loss and eval_prompts:
         eval_targets = torch.zeros((len(job.eval), len(labels)))
         for r, ex in enumerate(job.eval):
             eval_targets[r, labels.index(ex.label)] = 1
-        eval_states = lower_states(model, eval_prompts, k, pad_id, rt, tc.batch_size * 2, cache)
+        eval_states = lower_states(model, eval_prompts, k, bc.adapted_tokens, pad_id, rt, tc.batch_size * 2,
+                                   cache)
 
     def loss(idx):
         logits = upper_logits(model, [states[i] for i in idx], k, bc.pooling, rt)
         return soft_cross_entropy(logits, torch.stack([items[i][1] for i in idx]), weights), \
-            sum(int(states[i].shape[0]) for i in idx)
+            sum(states[i].tokens for i in idx)
 
     def eval_loss():
         with torch.inference_mode():
@@ -322,12 +413,12 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
     lora_params = [p for n, p in model.named_parameters() if p.requires_grad and HEAD not in n]
     groups = [{"params": lora_params},
               {"params": head_params, "lr": tc.learning_rate * bc.head_lr_multiplier}]
-    task = Task([int(s.shape[0]) for s in states], loss, lora_params + head_params,
+    task = Task([st.tokens for st in states], loss, lora_params + head_params,
                 eval_loss if eval_states is not None else None, groups)
     history, metrics = fit(model, task, job, cfg, ctx, rt)
     metrics.update({"time/train_lower_states_s": lower_s, "train/split_layer": float(k),
                     "train/items": float(len(items))})
-    return model, ClsMeta(labels, bc.pooling, k), history, metrics
+    return model, ClsMeta(labels, bc.pooling, k, bc.adapted_tokens), history, metrics
 
 
 def predict_cls(model, meta: ClsMeta, prompts: Sequence[Sequence[int]], pad_id: int, rt,
@@ -341,7 +432,8 @@ def predict_cls(model, meta: ClsMeta, prompts: Sequence[Sequence[int]], pad_id: 
     with tqdm(total=2 * len(prompts), desc="lora_cls predict", unit="ex", disable=not progress,
               dynamic_ncols=True) as bar:
         t0 = time.perf_counter()
-        states = lower_states(model, prompts, meta.split_layer, pad_id, rt, batch_size, cache, bar.update)
+        states = lower_states(model, prompts, meta.split_layer, meta.adapted_tokens, pad_id, rt, batch_size,
+                              cache, bar.update)
         lower_dt = (time.perf_counter() - t0) / max(len(prompts), 1)
         with torch.inference_mode():
             for idx in _length_batches([len(p) for p in prompts], batch_size):

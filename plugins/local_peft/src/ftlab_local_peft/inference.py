@@ -131,12 +131,13 @@ def packed_inputs(prompts: Sequence[Sequence[int]], trie: LabelTrie, pad_id: int
 
 
 def score_batch(model, prompts: Sequence[Sequence[int]], conts: Sequence[Sequence[int]],
-                pad_id: int, rt: Runtime, trie: LabelTrie | None = None) -> torch.Tensor:
+                pad_id: int, rt: Runtime, trie: LabelTrie | None = None, on_cache=None) -> torch.Tensor:
     """``[len(prompts), len(conts)]`` summed log-probabilities of each continuation after each prompt.
 
     One forward pass scores every label: the prompt and all label-trie nodes share the sequence
     (see :func:`packed_inputs`), and the vocabulary projection runs only where a label token is
-    predicted (the last prompt token and every inner trie node).
+    predicted (the last prompt token and every inner trie node). With ``on_cache``, the pass
+    keeps its KV cache and calls ``on_cache(prompt width, cache)`` (prompts are left-padded to it).
     """
     trie = trie or LabelTrie.build(conts)
     ids, mask, pos, last = packed_inputs(prompts, trie, pad_id, rt.device)
@@ -145,8 +146,10 @@ def score_batch(model, prompts: Sequence[Sequence[int]], conts: Sequence[Sequenc
     src = torch.tensor([last if q < 0 else p + q for q in trie.parent], dtype=torch.long)
     cols, where = torch.unique(src, return_inverse=True)
     with autocast(rt.device, rt.bf16):
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=on_cache is not None,
                     logits_to_keep=cols.to(rt.device))
+        if on_cache is not None:
+            on_cache(p, out.cache if hasattr(out, "cache") else out.past_key_values)
     logp = torch.log_softmax(out.logits.float(), dim=-1)  # [b, len(cols), V]
     node_lp = logp[:, where.to(rt.device), torch.tensor(trie.tokens, device=rt.device)]  # [b, n]
     return torch.stack([node_lp[:, list(path)].sum(-1) for path in trie.paths], dim=1)
@@ -168,13 +171,13 @@ def naive_label_scores(model, prompt: Sequence[int], conts: Sequence[Sequence[in
 def score_labels(model, prompts: Sequence[Sequence[int]], labels: Sequence[str],
                  conts: Sequence[Sequence[int]], pad_id: int, batch_size: int, rt: Runtime,
                  length_normalize: bool = False, prior: Sequence[float] | None = None,
-                 before_batch=None) -> list[dict]:
+                 on_cache=None) -> list[dict]:
     """Best label per prompt: dicts with raw_text, scores, latency_s, prompt/output tokens.
 
     ``scores`` are the summed log-probabilities. The ranking divides them by the continuation's
     length when ``length_normalize`` and subtracts ``prior`` (a per-label log-probability, e.g.
-    from a content-free prompt: contextual calibration) when given. ``before_batch(idx)`` runs
-    before each pass (the backend uses it to keep the pass's hidden states).
+    from a content-free prompt: contextual calibration) when given. ``on_cache(idx, width, cache)``
+    receives each pass's KV cache (the backend keeps the frozen states for a later lora_cls).
     """
     results: list[dict] = [{} for _ in prompts]
     trie = LabelTrie.build(conts)
@@ -182,9 +185,8 @@ def score_labels(model, prompts: Sequence[Sequence[int]], labels: Sequence[str],
     with torch.inference_mode(), _progress(len(prompts), "score_labels", rt.progress) as bar:
         for idx in _batches(prompts, batch_size):
             t0 = time.perf_counter()
-            if before_batch is not None:
-                before_batch(idx)
-            s = score_batch(model, [prompts[i] for i in idx], conts, pad_id, rt, trie).cpu()
+            keep = None if on_cache is None else (lambda w, c, idx=idx: on_cache(idx, w, c))
+            s = score_batch(model, [prompts[i] for i in idx], conts, pad_id, rt, trie, keep).cpu()
             rank = s / lengths if length_normalize else s
             if prior is not None:
                 rank = rank - torch.tensor(list(prior), dtype=torch.float32)

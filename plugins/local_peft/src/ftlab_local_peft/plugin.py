@@ -39,9 +39,12 @@ class LocalPeftConfig(BackendConfig):
     calibration: str = "none"
     """score_labels: none, or content_free (contextual calibration: subtract each label's log-probability
     after content-free inputs, the mean over 'N/A', '' and '[MASK]', from its score before ranking)."""
-    train_layers: int = 6
-    """lora_cls: LoRA on the top N decoder layers only; the layers below are frozen and their output is
-    computed once per example and reused (exact). 0 = all layers."""
+    train_layers: int = 0
+    """lora_cls: LoRA on the top N decoder layers only (0 = all layers)."""
+    adapted_tokens: int = 16
+    """lora_cls: the last N prompt tokens run through the LoRA-adapted layers and feed the head; the
+    tokens before them are context, encoded once by the frozen model (their keys/values are cached and
+    reused by every epoch and by the tuned evaluation). 0 = every token is adapted (classic LoRA, slow)."""
     pooling: str = "last"
     """lora_cls: the head reads the last prompt token (last), the prompt mean (mean) or both (last_mean)."""
     head_lr_multiplier: float = 10.0
