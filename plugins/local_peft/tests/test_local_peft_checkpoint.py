@@ -110,10 +110,15 @@ def test_a_crash_between_the_renames_falls_back_to_the_previous_checkpoint(tmp_p
     (tmp_path / "elsewhere").rename(tmp_path / "checkpoint.tmp")
     state = load_checkpoint(ckpt, model, opt, sched, "fp")
     assert state["step"] == 2  # the .tmp of an unfinished save is never trusted
-    # and a crash right after rename(tmp → path): path is complete, the stale .old goes away
-    model2, opt2, sched2 = _tiny_peft()
+    # a crash right after rename(tmp → path): path is complete and wins, the stale .old goes away
+    import shutil
+
     (tmp_path / "checkpoint.old").rename(ckpt)
+    shutil.copytree(ckpt, tmp_path / "checkpoint.old")
+    (tmp_path / "checkpoint.old" / "trainer_state.json").write_text(
+        json.dumps({"fingerprint": "fp", "step": 1}))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert load_checkpoint(ckpt, model2, opt2, sched2, "fp")["step"] == 2
-    assert first.keys() == _lora(model2).keys()
+        assert load_checkpoint(ckpt, model, opt, sched, "fp")["step"] == 2
+    assert not (tmp_path / "checkpoint.old").exists()
+    assert first.keys() == _lora(model).keys()
