@@ -38,8 +38,8 @@ class SweepCallback(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Split the machine's CPU threads between jobs that run at the same time."""
-        threads = threads_per_job(config)
-        if threads and not any(os.environ.get(v) for v in ("FTLAB_KEEP_THREADS",)):
+        threads = int(os.environ.get("FTLAB_JOB_THREADS") or 0) or threads_per_job(config)
+        if threads:
             for var in THREAD_VARS:
                 os.environ[var] = str(threads)
             import sys
@@ -49,7 +49,9 @@ class SweepCallback(Callback):
 
 
 def threads_per_job(config: DictConfig) -> int:
-    """cores // concurrent jobs for a local launcher with ``n_jobs``; 0 = leave the threads alone."""
+    """cores // concurrent jobs for a local launcher with ``n_jobs`` (joblib); 0 = leave them alone.
+
+    ``$FTLAB_JOB_THREADS``, set by ftlab's own launchers, wins."""
     n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
     if not n_jobs:
         return 0
