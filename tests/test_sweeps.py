@@ -178,3 +178,15 @@ def test_search_experiments_have_a_valid_space_over_existing_keys(name, plugins)
         assert OmegaConf.select(cfg, key, throw_on_missing=True) is not None, key
         for value in getattr(dist, "choices", ()):  # every choice must validate as that key
             validate(compose([f"+experiment={name}", f"{key}={value}"], plugins))
+
+
+def test_a_failed_job_stops_the_grid_but_the_parent_is_ranked_and_closed(sweep_plugins, tmp_path, capsys):
+    rc = ftlab_main("-m", "+experiment=smoke", "backend=fake", "backend.fail_predict=false,true",
+                    "stages=[evaluate_base]", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert rc != 0
+    client, parent, children = parent_and_children()
+    assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
+    assert parent.info.status == "FAILED" and parent.data.metrics["sweep/n_finished"] == 1
+    table = client.load_table(parent.info.experiment_id, "sweep/ranking.json", run_ids=[parent.info.run_id])
+    assert list(table["status"]) == ["FINISHED", "FAILED"]
+    assert "rank" in capsys.readouterr().out

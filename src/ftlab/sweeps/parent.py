@@ -17,6 +17,14 @@ from ftlab.sweeps.context import SWEEP_ENV, SWEEP_FILE, objective_key, uri_id
 from ftlab.tracking.redact import redact_uri
 
 log = logging.getLogger("ftlab")
+_ACTIVE: Optional["SweepParent"] = None
+"""The driver's open parent run, so a sweep that dies half-way still gets its ranking (driver only)."""
+
+
+def finish_active(failed: bool) -> None:
+    """Summarise and close the open parent run, if any (the sweeper calls this when a job fails)."""
+    if _ACTIVE is not None:
+        _ACTIVE.finish(failed=failed)
 
 
 class SweepParent:
@@ -63,11 +71,16 @@ class SweepParent:
                 "sweep_dir": str(self.sweep_dir)}
         atomic_write_text(self.sweep_dir / SWEEP_FILE, json.dumps(info, indent=1))
         os.environ[SWEEP_ENV] = json.dumps(info)
+        global _ACTIVE
+        _ACTIVE = self
         log.info("sweep parent MLflow run %s", self.tracker.run_id)
         return self.tracker.run_id or ""
 
-    def finish(self) -> None:
+    def finish(self, failed: bool = False) -> None:
         """Rank the children, seed statistics, best config, charts; print the ranking."""
+        global _ACTIVE
+        if _ACTIVE is self:
+            _ACTIVE = None
         os.environ.pop(SWEEP_ENV, None)
         client = self.tracker._client
         if client is None:
@@ -102,7 +115,7 @@ class SweepParent:
             self._best_config(client, best, out)
         for png in sm.objective_charts(jobs, self.key, keys, out):
             self.tracker.log_artifact(png, "sweep")
-        self.tracker.end("FINISHED" if finished else "FAILED")
+        self.tracker.end("FINISHED" if finished and not failed else "FAILED")
         sm.print_table(f"sweep {self.sweep_dir.name}: {self.key} "
                        f"({'max' if self.maximize else 'min'}imize), {len(finished)}/{len(jobs)} jobs", rows)
         if stats:

@@ -28,6 +28,15 @@ class FtlabSweeper(_sweeper.Sweeper):
             self.launcher = Plugins.instance().instantiate_launcher(**self.setup_args)
 
     def sweep(self, arguments: List[str]) -> Any:
+        from ftlab.sweeps.parent import finish_active
+
+        try:
+            return self._sweep(arguments)
+        except BaseException:  # a failed job stops Hydra's grid: rank what ran, close the parent
+            finish_active(failed=True)
+            raise
+
+    def _sweep(self, arguments: List[str]) -> Any:
         from ftlab.sweeps.search import Search, seed_arguments
 
         if self.method == "optuna":
