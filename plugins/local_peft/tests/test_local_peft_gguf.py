@@ -42,3 +42,30 @@ def test_smollm2_train_and_predict(tmp_path):
     assert all(p.raw_text in cfg.data.labels for p in scored.items)
     gen = backend.predict(backend.base_model(), ex, prompt, Decoding(mode="generate", max_new_tokens=8))
     assert all(isinstance(p.raw_text, str) and p.raw_text for p in gen.items)
+
+
+def test_dequantised_cache_loads_the_same_model(tmp_path, monkeypatch):
+    """The safetensors cache of the GGUF model gives the same tokenizer, chat prompt and logits."""
+    import torch
+
+    from ftlab_local_peft import loading
+
+    monkeypatch.setenv("FTLAB_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = make_cfg(model=GGUF, backend={"model_cache": True})
+    tok = loading.load_tokenizer(cfg.model)
+    first = loading.load_model(cfg.model, cfg.backend, torch.device("cpu"), len(tok), tok)  # writes it
+    cached = loading._gguf_cached(cfg.model)
+    assert cached is not None and cached.parent.parent == tmp_path / "cache"
+    assert not list(cached.glob("*.bin")) and not list(cached.parent.glob("*.tmp*"))  # safetensors only
+    tok2 = loading.load_tokenizer(cfg.model, cache=True)
+    second = loading.load_model(cfg.model, cfg.backend, torch.device("cpu"), len(tok2), tok2)
+    msgs = [{"role": "user", "content": "Transcript: chest pain, ECG normal. Specialty?"}]
+    a = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert a == tok2.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    ids = tok(a, add_special_tokens=False)["input_ids"]
+    assert ids == tok2(a, add_special_tokens=False)["input_ids"]
+    assert (tok.eos_token_id, tok.pad_token_id) == (tok2.eos_token_id, tok2.pad_token_id)
+    with torch.inference_mode():
+        la = first(input_ids=torch.tensor([ids])).logits
+        lb = second(input_ids=torch.tensor([ids])).logits
+    assert torch.equal(la, lb)

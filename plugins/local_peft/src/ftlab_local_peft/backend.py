@@ -77,7 +77,8 @@ class LocalPeftBackend:
             return
         t0 = time.perf_counter()
         corpus = self._tiny_corpus(examples, prompt) if self.source == loading.SOURCE_TINY else None
-        tok = loading.load_tokenizer(self.cfg.model, corpus=corpus, saved=saved)
+        tok = loading.load_tokenizer(self.cfg.model, corpus=corpus, saved=saved,
+                                     cache=self.cfg.backend.model_cache)
         if self.source == loading.SOURCE_TINY and saved is None:
             tok.save_pretrained(Path(self.ctx.run_dir) / TINY_TOKENIZER_DIR)
         if tok.pad_token_id is None:
@@ -85,7 +86,7 @@ class LocalPeftBackend:
         self._tok = tok
         self.end_id = encoding.end_token_id(tok, self.cfg.backend.end_token)
         self.pad_id = tok.pad_token_id
-        self._base = loading.load_model(self.cfg.model, self.cfg.backend, self.device, len(tok))
+        self._base = loading.load_model(self.cfg.model, self.cfg.backend, self.device, len(tok), tok)
         self._load_s = time.perf_counter() - t0
 
     def _load_metrics(self) -> dict[str, float]:
@@ -203,7 +204,8 @@ class LocalPeftBackend:
         try:
             return inference.score_labels(net, prompts, list(prompt.labels), conts, self.pad_id,
                                           decoding.batch_size, self.rt, bc.length_normalize, prior,
-                                          on_cache=after_batch)
+                                          on_cache=after_batch, share_prefix=bc.adapted_tokens > 0,
+                                          keep_tokens=max(bc.adapted_tokens, 1))
         finally:
             remove()
 

@@ -44,6 +44,11 @@ def inner(model):
     return m.model
 
 
+def inner_lm(model):
+    """The causal LM itself (``LlamaForCausalLM`` and friends), unwrapped from peft."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def num_layers(model) -> int:
     return len(inner(model).layers)
 
@@ -114,15 +119,15 @@ class StateCache:
     def capture(self, model, k: int, adapted: int, prompts: Sequence[Sequence[int]]):
         """Keep each prompt's frozen state during a packed scoring pass over left-padded prompts.
 
-        Returns ``(before_batch, after_batch, remove)``: the pass must run with ``use_cache=True``
-        and hand its cache to ``after_batch(idx, width, cache)``; ``width`` is the padded prompt
-        width (row ``i``'s prompt occupies the ``len(prompt)`` columns before it).
+        Returns ``(after_batch, remove)``: the pass hands its cache to ``after_batch(idx, n0,
+        width, cache)``: the cache holds a shared prefix of ``n0`` tokens, then the rest of each
+        prompt left-padded to ``width`` columns (the only columns the hook sees).
         """
         grab = _HiddenAt(model, k)
 
-        def after_batch(idx, width, kv_cache):
+        def after_batch(idx, n0, width, kv_cache):
             for row, i in enumerate(idx):
-                self.put(k, adapted, prompts[i], _extract(grab.hidden, kv_cache, row, len(prompts[i]),
+                self.put(k, adapted, prompts[i], _extract(grab.hidden, kv_cache, row, len(prompts[i]), n0,
                                                           width, k, adapted, num_layers(model)))
 
         return after_batch, grab.remove
@@ -144,9 +149,13 @@ class _HiddenAt:
         self._h.remove()
 
 
-def _extract(hidden, kv_cache, row: int, n: int, width: int, k: int, adapted: int, n_layers: int):
-    s = _split(n, adapted)
-    ctx = slice(width - n, width - s)
+def _extract(hidden, kv_cache, row: int, n: int, n0: int, width: int, k: int, adapted: int,
+             n_layers: int) -> FrozenState:
+    """Row ``row``'s state from a pass over [shared prefix (n0)][rest, left-padded to width]."""
+    s, m = _split(n, adapted), n - n0
+    if s > m:
+        raise ValueError(f"{s} adapted tokens reach into the shared prefix ({n0} of {n} tokens)")
+    ctx = list(range(n0)) + list(range(n0 + width - m, n0 + width - s))
     keys = torch.stack([kv_cache.layers[l].keys[row, :, ctx] for l in range(k, n_layers)])
     values = torch.stack([kv_cache.layers[l].values[row, :, ctx] for l in range(k, n_layers)])
     return FrozenState(hidden[row, width - s:width].clone(), keys.clone(), values.clone())
@@ -183,16 +192,27 @@ def lower_states(model, prompts: Sequence[Sequence[int]], k: int, adapted: int, 
     if progress and len(todo) < len(prompts):
         progress(len(prompts) - len(todo))
     n_layers = num_layers(model)
+    from ftlab_local_peft.inference import Prefix, cache_kwarg, common_prefix
+
+    todo_prompts = [prompts[i] for i in todo]
+    n0 = common_prefix(todo_prompts, adapted) if adapted > 0 and len(todo) > 1 else 0
     grab = _HiddenAt(model, k)
     try:
         with torch.inference_mode(), frozen, autocast(rt.device, rt.bf16):
+            prefix = Prefix.compute(inner_lm(model), todo_prompts[0][:n0], rt) if n0 else None
             for idx in _length_batches([len(prompts[i]) for i in todo], batch_size):
                 rows = [todo[j] for j in idx]
-                ids, mask, pos = _left_pad([prompts[i] for i in rows], pad_id, rt.device)
-                res = inner(model)(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+                ids, mask, pos = _left_pad([prompts[i][n0:] for i in rows], pad_id, rt.device)
+                extra = {}
+                if prefix is not None:
+                    mask = torch.cat([torch.ones((len(rows), n0), dtype=mask.dtype, device=mask.device), mask], 1)
+                    extra[cache_kwarg(model)] = prefix.expand(len(rows), inner(model).config)
+                res = inner(model)(input_ids=ids, attention_mask=mask, position_ids=pos + n0, use_cache=True,
+                                   **extra)
                 kv = res.cache if hasattr(res, "cache") else res.past_key_values
                 for r, i in enumerate(rows):
-                    out[i] = _extract(grab.hidden, kv, r, len(prompts[i]), ids.shape[1], k, adapted, n_layers)
+                    out[i] = _extract(grab.hidden, kv, r, len(prompts[i]), n0, ids.shape[1], k, adapted,
+                                      n_layers)
                     if cache is not None:
                         cache.put(k, adapted, prompts[i], out[i])
                 if progress:

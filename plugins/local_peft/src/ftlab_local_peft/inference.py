@@ -100,13 +100,66 @@ class LabelTrie:
         return m
 
 
-def packed_inputs(prompts: Sequence[Sequence[int]], trie: LabelTrie, pad_id: int, device):
+def common_prefix(prompts: Sequence[Sequence[int]], keep: int = 1) -> int:
+    """Length of the token prefix shared by every prompt, leaving at least ``keep`` tokens of each.
+
+    The instruction and the label list come before the transcript, so on MTSamples the chat
+    header, the instruction and all 17 labels (~40% of a prompt) are identical in every prompt;
+    they are computed once per call instead of once per example. Compared on token ids, so the
+    result is exactly what tokenising each whole prompt gives.
+    """
+    if not prompts:
+        return 0
+    first, n = prompts[0], min(len(p) for p in prompts) - keep
+    i = 0
+    while i < n and all(p[i] == first[i] for p in prompts):
+        i += 1
+    return max(i, 0)
+
+
+@dataclass
+class Prefix:
+    """Keys and values of a shared prompt prefix at every layer (batch 1), computed once."""
+
+    length: int
+    layers: list
+
+    @classmethod
+    def compute(cls, model, ids: Sequence[int], rt: "Runtime") -> "Prefix | None":
+        if not ids:
+            return None
+        with torch.inference_mode(), autocast(rt.device, rt.bf16):
+            out = model(input_ids=torch.tensor([list(ids)], device=rt.device), use_cache=True, logits_to_keep=1)
+        kv = out.cache if hasattr(out, "cache") else out.past_key_values
+        return cls(len(ids), [(lay.keys, lay.values) for lay in kv.layers])
+
+    def expand(self, b: int, config):
+        """A fresh cache holding the prefix for ``b`` rows (the forward appends to it, not to us)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=config)
+        for i, (k, v) in enumerate(self.layers):
+            cache.update(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1), i)
+        return cache
+
+
+def cache_kwarg(model) -> str:
+    """Name of the forward argument taking a KV cache (``cache`` from transformers 5.2x on)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def packed_inputs(prompts: Sequence[Sequence[int]], trie: LabelTrie, pad_id: int, device, offset: int = 0):
     """One sequence per prompt: ``[left pad][prompt][every trie node]`` with a 4D mask.
 
     Prompts are left-padded so every row's trie starts at the same column. Prompt tokens attend
     causally to their own prompt; a trie node attends to its row's prompt and to its ancestors;
-    positions restart after the prompt at ``prompt length + depth``. Returns (ids, mask4d
-    ``[b, 1, s, s]`` bool, position ids, column of the last prompt token).
+    positions restart after the prompt at ``prompt length + depth``. With ``offset`` (a shared
+    prefix already in the cache), ``prompts`` are the rest after it: positions start at ``offset``
+    and the mask gets ``offset`` leading key columns every row sees. Returns (ids, mask4d
+    ``[b, 1, s, offset + s]`` bool, position ids, column of the last prompt token).
     """
     b, n = len(prompts), len(trie.tokens)
     p = max(len(x) for x in prompts)
@@ -118,8 +171,8 @@ def packed_inputs(prompts: Sequence[Sequence[int]], trie: LabelTrie, pad_id: int
     for i, x in enumerate(prompts):
         ids[i, p - len(x):p] = torch.tensor(list(x), dtype=torch.long)
         real[i, p - len(x):] = True
-        pos[i, p - len(x):p] = torch.arange(len(x))
-        pos[i, p:] = len(x) + depth
+        pos[i, p - len(x):p] = offset + torch.arange(len(x))
+        pos[i, p:] = offset + len(x) + depth
     ids[:, p:] = torch.tensor(trie.tokens, dtype=torch.long)
     allowed = torch.zeros((s, s), dtype=torch.bool)
     allowed[:p, :p] = torch.ones((p, p), dtype=torch.bool).tril()
@@ -127,27 +180,37 @@ def packed_inputs(prompts: Sequence[Sequence[int]], trie: LabelTrie, pad_id: int
     allowed[p:, p:] = trie.ancestors()
     mask = allowed[None] & real[:, None, :]
     mask |= torch.eye(s, dtype=torch.bool)[None]  # a padding row attends to itself (no empty row)
+    if offset:
+        mask = torch.cat([torch.ones((b, s, offset), dtype=torch.bool), mask], dim=-1)
     return ids.to(device), mask[:, None].to(device), pos.to(device), p - 1
 
 
 def score_batch(model, prompts: Sequence[Sequence[int]], conts: Sequence[Sequence[int]],
-                pad_id: int, rt: Runtime, trie: LabelTrie | None = None, on_cache=None) -> torch.Tensor:
+                pad_id: int, rt: Runtime, trie: LabelTrie | None = None, on_cache=None,
+                prefix: Prefix | None = None) -> torch.Tensor:
     """``[len(prompts), len(conts)]`` summed log-probabilities of each continuation after each prompt.
 
     One forward pass scores every label: the prompt and all label-trie nodes share the sequence
     (see :func:`packed_inputs`), and the vocabulary projection runs only where a label token is
     predicted (the last prompt token and every inner trie node). With ``on_cache``, the pass
-    keeps its KV cache and calls ``on_cache(prompt width, cache)`` (prompts are left-padded to it).
+    keeps its KV cache and calls ``on_cache(prompt width, cache)`` (prompts are left-padded to it;
+    with a shared ``prefix``, its columns come first and ``prompts`` are the rest after it).
     """
     trie = trie or LabelTrie.build(conts)
-    ids, mask, pos, last = packed_inputs(prompts, trie, pad_id, rt.device)
+    n0 = prefix.length if prefix is not None else 0
+    ids, mask, pos, last = packed_inputs(prompts, trie, pad_id, rt.device, n0)
     p = last + 1
+    extra = {}
+    if prefix is not None:
+        cfg = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+        extra[cache_kwarg(model)] = prefix.expand(len(prompts), cfg)
     # the token of node j is predicted at its parent (or at the last prompt token)
     src = torch.tensor([last if q < 0 else p + q for q in trie.parent], dtype=torch.long)
     cols, where = torch.unique(src, return_inverse=True)
     with autocast(rt.device, rt.bf16):
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=on_cache is not None,
-                    logits_to_keep=cols.to(rt.device))
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                    use_cache=on_cache is not None or prefix is not None, logits_to_keep=cols.to(rt.device),
+                    **extra)
         if on_cache is not None:
             on_cache(p, out.cache if hasattr(out, "cache") else out.past_key_values)
     logp = torch.log_softmax(out.logits.float(), dim=-1)  # [b, len(cols), V]
@@ -171,22 +234,27 @@ def naive_label_scores(model, prompt: Sequence[int], conts: Sequence[Sequence[in
 def score_labels(model, prompts: Sequence[Sequence[int]], labels: Sequence[str],
                  conts: Sequence[Sequence[int]], pad_id: int, batch_size: int, rt: Runtime,
                  length_normalize: bool = False, prior: Sequence[float] | None = None,
-                 on_cache=None) -> list[dict]:
+                 on_cache=None, share_prefix: bool = True, keep_tokens: int = 1) -> list[dict]:
     """Best label per prompt: dicts with raw_text, scores, latency_s, prompt/output tokens.
 
     ``scores`` are the summed log-probabilities. The ranking divides them by the continuation's
     length when ``length_normalize`` and subtracts ``prior`` (a per-label log-probability, e.g.
-    from a content-free prompt: contextual calibration) when given. ``on_cache(idx, width, cache)``
-    receives each pass's KV cache (the backend keeps the frozen states for a later lora_cls).
+    from a content-free prompt: contextual calibration) when given. ``on_cache(idx, n0, width,
+    cache)`` receives each pass's KV cache (the backend keeps the frozen states for a later
+    lora_cls). The prompts' shared token prefix is computed once (``share_prefix``), leaving at
+    least ``keep_tokens`` of each prompt to the batched passes.
     """
     results: list[dict] = [{} for _ in prompts]
     trie = LabelTrie.build(conts)
     lengths = torch.tensor([len(c) for c in conts], dtype=torch.float32)
+    n0 = common_prefix(prompts, keep_tokens) if share_prefix else 0
+    prefix = Prefix.compute(model, prompts[0][:n0], rt) if n0 else None
     with torch.inference_mode(), _progress(len(prompts), "score_labels", rt.progress) as bar:
         for idx in _batches(prompts, batch_size):
             t0 = time.perf_counter()
-            keep = None if on_cache is None else (lambda w, c, idx=idx: on_cache(idx, w, c))
-            s = score_batch(model, [prompts[i] for i in idx], conts, pad_id, rt, trie, keep).cpu()
+            keep = None if on_cache is None else (lambda w, c, idx=idx: on_cache(idx, n0, w, c))
+            s = score_batch(model, [prompts[i][n0:] for i in idx], conts, pad_id, rt, trie, keep,
+                            prefix).cpu()
             rank = s / lengths if length_normalize else s
             if prior is not None:
                 rank = rank - torch.tensor(list(prior), dtype=torch.float32)

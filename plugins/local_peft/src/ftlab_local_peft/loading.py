@@ -99,12 +99,60 @@ def build_tiny_model(tiny, vocab_size: int):
     return model
 
 
-def load_tokenizer(model_cfg, corpus: Iterable[str] | None = None, saved: Path | None = None):
+def gguf_cache_dir(gguf_path: Path) -> Path:
+    """Where the dequantised copy of ``gguf_path`` lives: keyed by the file's sha256 and the
+    transformers and torch versions (a new release may convert differently)."""
+    import hashlib
+
+    import transformers
+
+    h = hashlib.sha256()
+    with open(gguf_path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    base = Path(os.environ.get("FTLAB_CACHE_DIR") or Path.home() / ".cache" / "ftlab")
+    return base / "models" / f"{h.hexdigest()[:24]}-tf{transformers.__version__}-pt{torch.__version__}"
+
+
+def _gguf_cached(model_cfg) -> Path | None:
+    """The dequantised cache folder of ``model_cfg``'s GGUF file, once complete (``backend.model_cache``)."""
+    folder, file = gguf_location(model_cfg.package, model_cfg.file)
+    d = gguf_cache_dir(Path(folder) / file)
+    return d if (d / "model.safetensors").is_file() and (d / "tokenizer.json").is_file() else None
+
+
+def _write_gguf_cache(model, tokenizer, model_cfg) -> None:
+    """Save the dequantised weights (safetensors) and tokenizer; tmp folder + rename, so a crash or a
+    concurrent run never leaves a half-written cache that a later run would load."""
+    import shutil
+    import tempfile
+
+    folder, file = gguf_location(model_cfg.package, model_cfg.file)
+    d = gguf_cache_dir(Path(folder) / file)
+    if d.exists():
+        return
+    d.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=d.name + ".tmp", dir=d.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(d)
+    except OSError as exc:  # another run won the race, or the disk is full: loading still works
+        log.warning("could not cache the dequantised model in %s: %s", d, exc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_tokenizer(model_cfg, corpus: Iterable[str] | None = None, saved: Path | None = None,
+                   cache: bool = False):
     """The tokenizer of ``model_cfg``; tiny_random uses ``saved`` if given, else trains on ``corpus``."""
     from transformers import AutoTokenizer
 
     source = enum_value(model_cfg.source)
     if source == SOURCE_GGUF:
+        cached = _gguf_cached(model_cfg) if cache else None
+        if cached is not None:
+            return AutoTokenizer.from_pretrained(str(cached))
         folder, file = gguf_location(model_cfg.package, model_cfg.file)
         return AutoTokenizer.from_pretrained(folder, gguf_file=file)
     if source == SOURCE_DIR:
@@ -123,15 +171,26 @@ def load_tokenizer(model_cfg, corpus: Iterable[str] | None = None, saved: Path |
     raise ValueError(f"local_peft cannot load model.source={source!r}")
 
 
-def load_model(model_cfg, backend_cfg, device: torch.device, vocab_size: int):
-    """The base causal LM of ``model_cfg`` on ``device``, in eval mode."""
+def load_model(model_cfg, backend_cfg, device: torch.device, vocab_size: int, tokenizer=None):
+    """The base causal LM of ``model_cfg`` on ``device``, in eval mode.
+
+    A GGUF file is dequantised by transformers on every load (~20 s for SmolLM2-135M); with
+    ``backend.model_cache`` the result is kept as safetensors (see :func:`gguf_cache_dir`) and
+    later loads read that instead.
+    """
     from transformers import AutoModelForCausalLM
 
     source = enum_value(model_cfg.source)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if source == SOURCE_GGUF:
-        folder, file = gguf_location(model_cfg.package, model_cfg.file)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file)
+        cached = _gguf_cached(model_cfg) if backend_cfg.model_cache else None
+        if cached is not None:
+            model = AutoModelForCausalLM.from_pretrained(str(cached))
+        else:
+            folder, file = gguf_location(model_cfg.package, model_cfg.file)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file)
+            if backend_cfg.model_cache and tokenizer is not None:
+                _write_gguf_cache(model, tokenizer, model_cfg)
     elif source == SOURCE_DIR:
         folder = resolve(model_cfg.path)
         kw = {"gguf_file": model_cfg.file} if model_cfg.file else {}

@@ -20,6 +20,10 @@ class LocalPeftConfig(BackendConfig):
     """Compute dtype: auto, float32 or bfloat16 (weights stay fp32; bf16 runs matmuls under autocast).
     auto: bf16 on CUDA with bf16 support; on CPU only where the CPU has native bf16 instructions and a
     1-second probe (cached per machine) shows it faster. The choice and its reason are recorded."""
+    model_cache: bool = True
+    """Keep a GGUF model's dequantised weights and tokenizer as safetensors + JSON under
+    $FTLAB_CACHE_DIR (default ~/.cache/ftlab), keyed by the file's sha256 and the library versions,
+    so later runs load in seconds instead of dequantising again."""
     num_threads: int = 0
     """torch intra-op threads; 0 = torch's default."""
     gradient_checkpointing: bool = False
