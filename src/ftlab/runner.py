@@ -26,8 +26,8 @@ from ftlab.data import load_splits, skipped_summary
 from ftlab.paths import atomic_open, atomic_write_text
 from ftlab.plugins import get_plugins
 from ftlab.prompt import make_prompt
-from ftlab.tracking.mlflow_tracker import Tracker, flatten
-from ftlab.tracking.redact import redact_config
+from ftlab.tracking.mlflow_tracker import Tracker, TrackingError, flatten
+from ftlab.tracking.redact import redact_config, redact_uri
 
 log = logging.getLogger("ftlab")
 
@@ -258,7 +258,12 @@ class Run:
         self.plugins.run_finished(self.cfg, self.run_dir, {"status": "FINISHED", **headline})
         print(f"run folder: {self.run_dir}")
         if self.tracker.run_id:
-            print(f"MLflow run: {self.tracker.run_id} ({self.tracker.uri})")
+            print(f"MLflow run: {self.tracker.run_id} ({redact_uri(self.tracker.uri)})"
+                  + (f", incomplete: ftlab sync {self.run_dir}" if self.tracker.broken else ""))
+        if self.tracker.broken and self.cfg.tracking.strict:
+            raise TrackingError(f"tracking.strict=true and MLflow tracking failed during the run; "
+                                f"the work is done and kept in {self.run_dir}: upload it with "
+                                f"ftlab sync {self.run_dir}")
         return self._objective(last.strict.macro_f1 if last is not None else 0.0)
 
     def _objective(self, default: float) -> float:

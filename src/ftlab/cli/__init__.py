@@ -7,6 +7,7 @@
     ftlab report RUN_ID|EXPERIMENT              HTML + Markdown report
     ftlab ui [--port N]                         MLflow UI over the project's store
     ftlab predict RUN_ID --input F --output F   apply a run's model to new rows
+    ftlab sync RUN_DIR                          upload what a run kept while MLflow was down
 
 Nothing here imports torch, transformers or google-cloud.
 """
@@ -22,6 +23,7 @@ SUBCOMMANDS = {
     "report": "ftlab.cli.report_cmd",
     "ui": "ftlab.cli.ui_cmd",
     "predict": "ftlab.cli.predict_cmd",
+    "sync": "ftlab.cli.sync_cmd",
     "config-schema": "ftlab.config.reference",
 }
 

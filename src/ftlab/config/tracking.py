@@ -20,3 +20,6 @@ class TrackingConfig:
     """MLflow run name; null = generated from experiment, model and time."""
     log_adapter: bool = True
     """Upload the trained adapter as an artifact."""
+    strict: bool = False
+    """Exit non-zero (after finishing the work) when an MLflow call failed mid-run; by default the
+    run goes on, keeps everything in its folder and `ftlab sync RUN_DIR` uploads it later."""

@@ -3,7 +3,9 @@
 Default store: ``sqlite:///<project root>/mlflow.db`` with artifacts under ``<root>/mlartifacts``.
 A set ``MLFLOW_TRACKING_URI`` (or ``tracking.uri``) wins. The server is checked once at start
 (a dead server fails fast, before any work); a logging call that fails later is reported once and
-the run goes on: the run folder keeps everything (``metrics.jsonl``, artifacts).
+the run goes on: the run folder keeps everything (``tracking_journal.jsonl`` records every call,
+the artifacts are files beside it), one warning names the command that uploads it later
+(``ftlab sync RUN_DIR``, :mod:`ftlab.tracking.sync`) and :attr:`Tracker.broken` tells the runner.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ftlab.paths import atomic_write_text, project_root
+from ftlab.tracking import journal
 from ftlab.tracking.redact import redact_text, redact_uri, redact_value
 
 log = logging.getLogger("ftlab")
@@ -108,11 +111,19 @@ class Tracker:
         error = redact_text(error) if error else error
         if error:
             atomic_write_text(self.run_dir / "error.txt", error)
+            journal.append(self.run_dir, "tags", tags={"error": error[:5000]})
+        ts = int(time.time() * 1000)
+        journal.append(self.run_dir, "end", status=status, ts=ts)
         if self._client is None:
             return
         if error:
             self._call("set_tag", self.run_id, "error", error[:5000])
-        self._call("set_terminated", self.run_id, status=status)
+        self._call("set_terminated", self.run_id, status=status, end_time=ts)
+
+    @property
+    def broken(self) -> bool:
+        """An MLflow call failed: the MLflow run misses what came after (``ftlab sync`` adds it)."""
+        return self._broken
 
     # -- logging -----------------------------------------------------------------------------------
     def _call(self, method: str, *args, **kwargs) -> None:
@@ -122,13 +133,18 @@ class Tracker:
             getattr(self._client, method)(*args, **kwargs)
         except Exception as exc:  # keep the run going; the run folder has everything
             self._broken = True
-            log.warning("MLflow logging failed (%s: %s); continuing, everything is kept in %s",
-                        type(exc).__name__, redact_text(str(exc)[:200]), self.run_dir)
+            log.warning("MLflow tracking at %s failed (%s: %s). The run goes on and keeps every "
+                        "param, metric and artifact in %s; when the server is back, upload them "
+                        "with: ftlab sync %s", redact_uri(self.uri), type(exc).__name__,
+                        redact_text(str(exc).splitlines()[0][:200] if str(exc) else ""),
+                        self.run_dir, self.run_dir)
 
     def log_params(self, params: Mapping[str, str]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(redact_value(k, v))[:6000]) for k, v in params.items()]
+        values = {k: str(redact_value(k, v))[:6000] for k, v in params.items()}
+        journal.append(self.run_dir, "params", params=values)
+        items = [Param(k, v) for k, v in values.items()]
         for i in range(0, len(items), 100):
             self._call("log_batch", self.run_id, params=items[i:i + 100])
 
@@ -137,11 +153,12 @@ class Tracker:
         self.last_metrics.update(clean)
         with self._metrics_file.open("a") as fh:
             fh.write(json.dumps({"step": step, "time": time.time(), **clean}) + "\n")
+        ts = int(time.time() * 1000)
+        journal.append(self.run_dir, "metrics", ts=ts, step=step or 0, metrics=clean)
         if self._client is None:
             return
         from mlflow.entities import Metric
 
-        ts = int(time.time() * 1000)
         items = [Metric(k, v, ts, step or 0) for k, v in clean.items()]
         for i in range(0, len(items), 1000):
             self._call("log_batch", self.run_id, metrics=items[i:i + 1000])
@@ -150,6 +167,7 @@ class Tracker:
         tags = {k: redact_text(str(v)) for k, v in tags.items()}
         with (self.run_dir / "tags.json").open("a") as fh:
             fh.write(json.dumps(tags) + "\n")
+        journal.append(self.run_dir, "tags", tags=tags)
         if self._client is None:
             return
         from mlflow.entities import RunTag
@@ -160,7 +178,7 @@ class Tracker:
         """Upload a file or folder. Files outside the run folder are first copied into it."""
         path = Path(path)
         try:
-            path.resolve().relative_to(self.run_dir.resolve())
+            local = path.resolve().relative_to(self.run_dir.resolve())
         except ValueError:
             dest = self.run_dir / (artifact_path or "") / path.name
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +186,8 @@ class Tracker:
                 shutil.copytree(path, dest, dirs_exist_ok=True)
             else:
                 shutil.copy2(path, dest)
+            local = dest.relative_to(self.run_dir)
+        journal.append(self.run_dir, "artifact", path=local.as_posix(), artifact_path=artifact_path)
         if path.is_dir():
             self._call("log_artifacts", self.run_id, str(path),
                        artifact_path=f"{artifact_path}/{path.name}" if artifact_path else path.name)
