@@ -6,6 +6,7 @@ Jobs run in other processes, which register the fake backends through a test Hyd
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -46,11 +47,10 @@ def run_grid(tmp_path, *launcher_args: str, grid: str = "backend.junk_every=0,2"
 
 
 def test_joblib_splits_the_cores_between_concurrent_jobs(workers_env, tmp_path):
-    import os
-
     _, _, children = run_grid(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert len(children) == 2
     cores = len(os.sched_getaffinity(0))
+    assert {c.data.tags["ftlab.threads"] for c in children} == {str(max(1, cores // 2))}
     assert {c.data.tags["ftlab.env.OMP_NUM_THREADS"] for c in children} == {str(max(1, cores // 2))}
     assert len({c.data.tags["ftlab.run_dir"] for c in children}) == 2
 
@@ -63,6 +63,8 @@ def test_device_launcher_pins_one_job_per_device_and_queues_the_rest(workers_env
     for c in children:
         by_device.setdefault(c.data.tags["ftlab.env.CUDA_VISIBLE_DEVICES"], []).append(c.info)
     assert sorted(by_device) == ["0", "1"]
+    half = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert {c.data.tags["ftlab.threads"] for c in children} == {half}
     for runs in by_device.values():  # never two jobs on one device at the same time
         runs.sort(key=lambda r: r.start_time)
         for a, b in zip(runs, runs[1:]):

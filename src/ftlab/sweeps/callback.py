@@ -39,19 +39,21 @@ class SweepCallback(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Split the machine's CPU threads between jobs that run at the same time."""
         threads = int(os.environ.get("FTLAB_JOB_THREADS") or 0) or threads_per_job(config)
-        if threads:
-            for var in THREAD_VARS:
-                os.environ[var] = str(threads)
-            import sys
+        if not threads:
+            return
+        os.environ["FTLAB_THREADS"] = str(threads)  # recorded on the run as tag ftlab.threads
+        for var in THREAD_VARS:
+            os.environ[var] = str(threads)
+        import sys
 
-            if "torch" in sys.modules:  # a reused worker: torch already read the variable
-                sys.modules["torch"].set_num_threads(threads)
+        if "torch" in sys.modules:  # a reused worker: torch read the variables already
+            sys.modules["torch"].set_num_threads(threads)
 
 
 def threads_per_job(config: DictConfig) -> int:
     """cores // concurrent jobs for a local launcher with ``n_jobs`` (joblib); 0 = leave them alone.
 
-    ``$FTLAB_JOB_THREADS``, set by ftlab's own launchers, wins."""
+    ``$FTLAB_JOB_THREADS``, set per worker by ``ftlab_devices``, wins."""
     n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
     if not n_jobs:
         return 0

@@ -58,6 +58,8 @@ def job_tags(tracking_uri: str) -> dict[str, str]:
     for var in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS"):
         if os.environ.get(var) is not None:
             tags[f"ftlab.env.{var}"] = os.environ[var]
+    if os.environ.get("FTLAB_THREADS"):  # set by the sweep callback for concurrent local jobs
+        tags["ftlab.threads"] = os.environ["FTLAB_THREADS"]
     if info and info.get("tracking_uri_id") == uri_id(tracking_uri):
         tags["mlflow.parentRunId"] = info["run_id"]
     return tags
