@@ -3,7 +3,8 @@
 Read another machine's benchmark numbers against these: a machine with half the fp32 GFLOP/s should train
 about half as fast, and one where bf16 is not faster than fp32 (no AVX-512 BF16/AMX) gets fp32 from
 ``backend.dtype=auto``. Start-up targets (issue 8): ``ftlab --help`` <= 0.5 s, ``ftlab --cfg job
-+experiment=mtsamples17_lora_local`` <= 1.5 s, ``ftlab plugins`` <= 1 s (median of 5 runs each, interleaved).
++experiment=mtsamples17_lora_local`` <= 1.5 s, ``ftlab plugins`` <= 1 s (median of 5 runs each, interleaved;
+the child's CPU time beside it, which a busy machine inflates less).
 
     python benchmarks/bench_machine.py [--quick]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -42,19 +44,24 @@ def matmul_gflops(dtype, n: int, reps: int) -> float:
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-def startup_times(runs: int) -> dict[str, list[float]]:
-    """Wall seconds of each CLI command as a user runs it, rounds interleaved so load hits all alike."""
+def startup_times(runs: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU seconds of each CLI command as a user runs it, rounds interleaved so load hits all alike.
+
+    CPU time (user + system of the child) is less inflated than wall time on a busy machine.
+    """
     exe = Path(sys.executable).parent / "ftlab"
     ftlab = str(exe) if exe.exists() else shutil.which("ftlab")
     if ftlab is None:
         raise SystemExit("the ftlab command is not installed (make venv)")
-    times: dict[str, list[float]] = {"python_startup": [], **{k: [] for k in CLI}}
     cmds = {"python_startup": [sys.executable, "-c", "pass"], **{k: [ftlab, *a] for k, (a, _) in CLI.items()}}
+    times: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in cmds}
     for _ in range(runs):
         for key, cmd in cmds.items():
-            t0 = time.perf_counter()
+            r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
             res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
-            times[key].append(time.perf_counter() - t0)
+            wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+            times[key][0].append(wall)
+            times[key][1].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
             if res.returncode != 0:
                 raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stderr[-2000:]}")
     return times
@@ -93,13 +100,13 @@ def main() -> None:
         print(f"RESULT dtype_probe_bf16_vs_fp32 {r.speedup:.2f} ratio")
 
     times = startup_times(reps)
-    for key, ts in times.items():
-        med = statistics.median(ts)
+    for key, (wall, cpu) in times.items():
+        med = statistics.median(wall)
         args_, target = CLI.get(key, (["python -c pass"], None))
-        print(f"{key:15s} median {med:.3f} s (min {min(ts):.3f}, max {max(ts):.3f}, {len(ts)} runs): "
-              f"{' '.join(args_)}")
+        print(f"{key:15s} median {med:.3f} s wall (min {min(wall):.3f}, max {max(wall):.3f}), "
+              f"{statistics.median(cpu):.3f} s CPU, {len(wall)} runs: {' '.join(args_)}")
         print(f"RESULT {key} {med:.3f} s" + (f" target=<={target}" if target is not None else ""))
-
+        print(f"RESULT {key}_cpu {statistics.median(cpu):.3f} s")
 
 if __name__ == "__main__":
     main()
