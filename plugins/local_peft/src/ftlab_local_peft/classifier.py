@@ -35,7 +35,7 @@ from ftlab_local_peft.loading import autocast
 
 HEAD = "ftlab_cls_head"
 META_FILE = "ftlab_cls.json"
-POOLINGS = ("last", "mean", "last_mean")
+POOLINGS = ("last", "mean", "last_mean", "last_context")
 
 
 def inner(model):
@@ -90,6 +90,8 @@ class FrozenState:
     hidden: torch.Tensor
     keys: torch.Tensor
     values: torch.Tensor
+    pooled: torch.Tensor
+    """``[H]`` float32: the frozen model's final (normed) hidden state averaged over the whole prompt."""
 
     @property
     def tokens(self) -> int:
@@ -119,26 +121,32 @@ class StateCache:
     def capture(self, model, k: int, adapted: int, prompts: Sequence[Sequence[int]]):
         """Keep each prompt's frozen state during a packed scoring pass over left-padded prompts.
 
-        Returns ``(after_batch, remove)``: the pass hands its cache to ``after_batch(idx, n0,
-        width, cache)``: the cache holds a shared prefix of ``n0`` tokens, then the rest of each
-        prompt left-padded to ``width`` columns (the only columns the hook sees).
+        Returns ``(after_batch, remove)``: the pass hands its cache to ``after_batch(idx, prefix,
+        width, cache)``: the cache holds the shared ``prefix`` (an ``inference.Prefix`` or None),
+        then the rest of each prompt left-padded to ``width`` columns (the only columns the hooks see).
         """
-        grab = _HiddenAt(model, k)
+        grab, final = _HiddenAt(model, k), _HiddenAt(model, -1)
 
-        def after_batch(idx, n0, width, kv_cache):
+        def after_batch(idx, prefix, width, kv_cache):
             for row, i in enumerate(idx):
-                self.put(k, adapted, prompts[i], _extract(grab.hidden, kv_cache, row, len(prompts[i]), n0,
-                                                          width, k, adapted, num_layers(model)))
+                self.put(k, adapted, prompts[i], _extract(grab.hidden, final.hidden, kv_cache, row,
+                                                          len(prompts[i]), prefix, width, k, adapted,
+                                                          num_layers(model)))
 
-        return after_batch, grab.remove
+        def remove():
+            grab.remove()
+            final.remove()
+
+        return after_batch, remove
 
 
 class _HiddenAt:
-    """Forward hook keeping the hidden state entering layer ``k`` (the embeddings for ``k == 0``)."""
+    """Forward hook keeping the hidden state entering layer ``k`` (the embeddings for ``k == 0``,
+    the final norm's output for ``k == -1``)."""
 
     def __init__(self, model, k: int):
         dec = inner(model)
-        mod = dec.embed_tokens if k == 0 else dec.layers[k - 1]
+        mod = dec.norm if k == -1 else dec.embed_tokens if k == 0 else dec.layers[k - 1]
         self.hidden = None
         self._h = mod.register_forward_hook(self._hook)
 
@@ -149,16 +157,20 @@ class _HiddenAt:
         self._h.remove()
 
 
-def _extract(hidden, kv_cache, row: int, n: int, n0: int, width: int, k: int, adapted: int,
+def _extract(hidden, final, kv_cache, row: int, n: int, prefix, width: int, k: int, adapted: int,
              n_layers: int) -> FrozenState:
-    """Row ``row``'s state from a pass over [shared prefix (n0)][rest, left-padded to width]."""
+    """Row ``row``'s state from a pass over [shared prefix][rest, left-padded to width]."""
+    n0 = prefix.length if prefix is not None else 0
     s, m = _split(n, adapted), n - n0
     if s > m:
         raise ValueError(f"{s} adapted tokens reach into the shared prefix ({n0} of {n} tokens)")
     ctx = list(range(n0)) + list(range(n0 + width - m, n0 + width - s))
     keys = torch.stack([kv_cache.layers[l].keys[row, :, ctx] for l in range(k, n_layers)])
     values = torch.stack([kv_cache.layers[l].values[row, :, ctx] for l in range(k, n_layers)])
-    return FrozenState(hidden[row, width - s:width].clone(), keys.clone(), values.clone())
+    total = final[row, width - m:width].float().sum(0)
+    if prefix is not None:
+        total = total + prefix.final_sum
+    return FrozenState(hidden[row, width - s:width].clone(), keys.clone(), values.clone(), total / n)
 
 
 def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device):
@@ -196,7 +208,7 @@ def lower_states(model, prompts: Sequence[Sequence[int]], k: int, adapted: int, 
 
     todo_prompts = [prompts[i] for i in todo]
     n0 = common_prefix(todo_prompts, adapted) if adapted > 0 and len(todo) > 1 else 0
-    grab = _HiddenAt(model, k)
+    grab, final = _HiddenAt(model, k), _HiddenAt(model, -1)
     try:
         with torch.inference_mode(), frozen, autocast(rt.device, rt.bf16):
             prefix = Prefix.compute(inner_lm(model), todo_prompts[0][:n0], rt) if n0 else None
@@ -211,14 +223,15 @@ def lower_states(model, prompts: Sequence[Sequence[int]], k: int, adapted: int, 
                                    **extra)
                 kv = res.cache if hasattr(res, "cache") else res.past_key_values
                 for r, i in enumerate(rows):
-                    out[i] = _extract(grab.hidden, kv, r, len(prompts[i]), n0, ids.shape[1], k, adapted,
-                                      n_layers)
+                    out[i] = _extract(grab.hidden, final.hidden, kv, r, len(prompts[i]), prefix, ids.shape[1],
+                                      k, adapted, n_layers)
                     if cache is not None:
                         cache.put(k, adapted, prompts[i], out[i])
                 if progress:
                     progress(len(rows))
     finally:
         grab.remove()
+        final.remove()
     return out
 
 
@@ -276,6 +289,8 @@ def upper_logits(model, states: Sequence[FrozenState], k: int, pooling: str, rt)
     last = h[torch.arange(b, device=dev), suf.sum(1) - 1]
     if pooling == "last":
         feat = last
+    elif pooling == "last_context":
+        feat = torch.cat([last, torch.stack([st.pooled for st in states]).to(dev)], dim=-1)
     else:
         mean = (h * suf[..., None]).sum(1) / suf.sum(1, keepdim=True)
         feat = mean if pooling == "mean" else torch.cat([last, mean], dim=-1)
@@ -291,7 +306,7 @@ def attach_head(base, n_labels: int, pooling: str) -> None:
     """Give ``base`` a zero-initialised ``ftlab_cls_head`` (zero: the first step starts from uniform)."""
     if pooling not in POOLINGS:
         raise ValueError(f"backend.pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-    width = base.config.hidden_size * (2 if pooling == "last_mean" else 1)
+    width = base.config.hidden_size * (2 if pooling in ("last_mean", "last_context") else 1)
     head = torch.nn.Linear(width, n_labels)
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.zeros_(head.bias)

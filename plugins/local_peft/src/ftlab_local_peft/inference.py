@@ -119,19 +119,28 @@ def common_prefix(prompts: Sequence[Sequence[int]], keep: int = 1) -> int:
 
 @dataclass
 class Prefix:
-    """Keys and values of a shared prompt prefix at every layer (batch 1), computed once."""
+    """Keys and values of a shared prompt prefix at every layer (batch 1), computed once, and the
+    sum of its tokens' final (normed) hidden states."""
 
     length: int
     layers: list
+    final_sum: torch.Tensor
 
     @classmethod
     def compute(cls, model, ids: Sequence[int], rt: "Runtime") -> "Prefix | None":
         if not ids:
             return None
-        with torch.inference_mode(), autocast(rt.device, rt.bf16):
-            out = model(input_ids=torch.tensor([list(ids)], device=rt.device), use_cache=True, logits_to_keep=1)
+        lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+        seen = {}
+        hook = lm.model.norm.register_forward_hook(lambda _m, _i, o: seen.update(h=o.detach()))
+        try:
+            with torch.inference_mode(), autocast(rt.device, rt.bf16):
+                out = model(input_ids=torch.tensor([list(ids)], device=rt.device), use_cache=True,
+                            logits_to_keep=1)
+        finally:
+            hook.remove()
         kv = out.cache if hasattr(out, "cache") else out.past_key_values
-        return cls(len(ids), [(lay.keys, lay.values) for lay in kv.layers])
+        return cls(len(ids), [(lay.keys, lay.values) for lay in kv.layers], seen["h"][0].float().sum(0))
 
     def expand(self, b: int, config):
         """A fresh cache holding the prefix for ``b`` rows (the forward appends to it, not to us)."""
@@ -239,7 +248,7 @@ def score_labels(model, prompts: Sequence[Sequence[int]], labels: Sequence[str],
 
     ``scores`` are the summed log-probabilities. The ranking divides them by the continuation's
     length when ``length_normalize`` and subtracts ``prior`` (a per-label log-probability, e.g.
-    from a content-free prompt: contextual calibration) when given. ``on_cache(idx, n0, width,
+    from a content-free prompt: contextual calibration) when given. ``on_cache(idx, prefix, width,
     cache)`` receives each pass's KV cache (the backend keeps the frozen states for a later
     lora_cls). The prompts' shared token prefix is computed once (``share_prefix``), leaving at
     least ``keep_tokens`` of each prompt to the batched passes.
@@ -252,7 +261,7 @@ def score_labels(model, prompts: Sequence[Sequence[int]], labels: Sequence[str],
     with torch.inference_mode(), _progress(len(prompts), "score_labels", rt.progress) as bar:
         for idx in _batches(prompts, batch_size):
             t0 = time.perf_counter()
-            keep = None if on_cache is None else (lambda w, c, idx=idx: on_cache(idx, n0, w, c))
+            keep = None if on_cache is None else (lambda w, c, idx=idx: on_cache(idx, prefix, w, c))
             s = score_batch(model, [prompts[i][n0:] for i in idx], conts, pad_id, rt, trie, keep,
                             prefix).cpu()
             rank = s / lengths if length_normalize else s

@@ -50,7 +50,9 @@ class LocalPeftConfig(BackendConfig):
     tokens before them are context, encoded once by the frozen model (their keys/values are cached and
     reused by every epoch and by the tuned evaluation). 0 = every token is adapted (classic LoRA, slow)."""
     pooling: str = "last"
-    """lora_cls: the head reads the last prompt token (last), the prompt mean (mean) or both (last_mean)."""
+    """lora_cls: what the head reads: the last adapted token (last), the adapted tokens' mean (mean), both
+    (last_mean), or the last adapted token plus the frozen model's final states averaged over the whole
+    prompt (last_context)."""
     head_lr_multiplier: float = 10.0
     """lora_cls: the new head's learning rate is train.learning_rate x this."""
     reuse_base_states: bool = True
