@@ -78,6 +78,8 @@ class Run:
         self.history: list = []
         self.extra_tags: dict[str, str] = {}
         """Tags added at start, e.g. ``mlflow.parentRunId`` for a job of a sweep."""
+        self.runtime: dict[str, str] = {}
+        """What the backend reported about how it runs (its tags), shown in the closing summary."""
 
     # -- helpers -----------------------------------------------------------------------------------
     def _save_state(self) -> None:
@@ -219,7 +221,7 @@ class Run:
             for f in ("config.yaml", "manifest.json", "labels.json"):
                 self.tracker.log_artifact(self.run_dir / f)
             self._log_skipped()
-            ctx = RunContext(self.run_dir, self.tracker.log_metrics, self.tracker.set_tags,
+            ctx = RunContext(self.run_dir, self.tracker.log_metrics, self._backend_tags,
                              self.tracker.log_artifact)
             self.backend = info.factory(cfg, ctx)
             tuned: Optional[ModelRef] = (ModelRef.from_json(self.state["trained"]) if "trained" in self.state
@@ -244,6 +246,17 @@ class Run:
             raise
         return self._finish()
 
+    def _backend_tags(self, tags) -> None:
+        """Tags a backend sets (device, dtype and why, threads …): to MLflow, to the manifest's
+        ``backend_runtime`` section and to the closing summary."""
+        self.runtime.update({k: str(v) for k, v in tags.items()})
+        self.tracker.set_tags(tags)
+        path = self.run_dir / "manifest.json"
+        if path.is_file():
+            man = json.loads(path.read_text())
+            man["backend_runtime"] = self.runtime
+            atomic_write_text(path, json.dumps(man, indent=1))
+
     def _finish(self) -> float:
         from ftlab.summary import closing_table
 
@@ -253,6 +266,8 @@ class Run:
         last = tuned or base
         if last is not None:
             closing_table(base, tuned, self.prompt.labels, self.comparisons.get(split))
+        if self.runtime:
+            print("backend: " + "; ".join(f"{k}={v}" for k, v in sorted(self.runtime.items())))
             headline = {f"{last.stage}_macro_f1": last.strict.macro_f1}
         self.tracker.end("FINISHED")
         self.plugins.run_finished(self.cfg, self.run_dir, {"status": "FINISHED", **headline})

@@ -134,7 +134,15 @@ def _write_gguf_cache(model, tokenizer, model_cfg) -> None:
     d.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=d.name + ".tmp", dir=d.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        import copy
+
+        from safetensors.torch import save_model
+
+        config = copy.deepcopy(model.config)  # a GGUF-loaded model refuses save_pretrained
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
         tmp.rename(d)
     except OSError as exc:  # another run won the race, or the disk is full: loading still works
