@@ -9,15 +9,8 @@ from typing import Optional
 import pytest
 from fake_backend import FakeConfig
 
-from conftest import ROOT, mlflow_client
-
-
-def _only_run(experiment="smoke"):
-    client = mlflow_client()
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 1
-    return client, runs[0]
+from conftest import ROOT
+from test_runner import _only_run
 
 
 def test_skipped_rows_are_counted_logged_and_kept_as_an_artifact(run_experiment, tmp_path, caplog):
