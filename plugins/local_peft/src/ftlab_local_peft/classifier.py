@@ -288,12 +288,15 @@ def upper_logits(model, states: Sequence[FrozenState], k: int, pooling: str, rt)
     b, dev = h.shape[0], h.device
     last = h[torch.arange(b, device=dev), suf.sum(1) - 1]
     if pooling == "last":
-        feat = last
+        parts = [last]
     elif pooling == "last_context":
-        feat = torch.cat([last, torch.stack([st.pooled for st in states]).to(dev)], dim=-1)
+        parts = [last, torch.stack([st.pooled for st in states]).to(dev)]
     else:
         mean = (h * suf[..., None]).sum(1) / suf.sum(1, keepdim=True)
-        feat = mean if pooling == "mean" else torch.cat([last, mean], dim=-1)
+        parts = [mean] if pooling == "mean" else [last, mean]
+    # parameter-free layer norm per part: the final states' scale is large and differs between the
+    # parts, and a new zero-initialised head with a high learning rate diverged on the raw values
+    feat = torch.cat([torch.nn.functional.layer_norm(x, x.shape[-1:]) for x in parts], dim=-1)
     return _head(model)(feat)
 
 
@@ -417,7 +420,7 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
     weights = class_weights(torch.stack([t for _, t in items]), getattr(tc.class_weighting, "value",
                                                                          tc.class_weighting))
     t0 = time.perf_counter()
-    with tqdm(total=len(items), desc=f"layers 0-{k - 1} (frozen, once)", unit="ex",
+    with tqdm(total=len(items), desc="frozen context (once)", unit="ex",
               disable=not progress, dynamic_ncols=True) as bar:
         states = lower_states(model, [train_prompts[r] for r, _ in items], k, bc.adapted_tokens, pad_id, rt,
                               tc.batch_size * 2, cache, bar.update)
