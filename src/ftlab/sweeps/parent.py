@@ -42,6 +42,7 @@ class SweepParent:
         experiment = t.experiment_name or config.experiment
         self.tracker = Tracker(self.sweep_dir, bool(t.enabled), t.uri, experiment,
                                f"sweep-{config.experiment}-{self.sweep_dir.name}")
+        self.finished = False
 
     def start(self, reuse_run_id: Optional[str] = None) -> str:
         """Create (or with ``reuse_run_id``, reopen) the parent run and publish it to the jobs."""
@@ -81,6 +82,9 @@ class SweepParent:
         global _ACTIVE
         if _ACTIVE is self:
             _ACTIVE = None
+        if self.finished:
+            return
+        self.finished = True
         os.environ.pop(SWEEP_ENV, None)
         client = self.tracker._client
         if client is None:
@@ -88,6 +92,7 @@ class SweepParent:
         exp_id = client.get_run(self.tracker.run_id).info.experiment_id
         jobs = sm.collect(client, exp_id, self.tracker.run_id)
         keys = sm.swept_keys(jobs)
+        keys += [k for k in self._declared_keys() if k not in keys and any(k in j.overrides for j in jobs)]
         out = self.sweep_dir / "summary"
         out.mkdir(parents=True, exist_ok=True)
         stats = sm.seed_stats(jobs)
@@ -121,6 +126,15 @@ class SweepParent:
         if stats:
             sm.print_table("seed statistics (mean, std, 95% t-interval)", sm.stat_rows(stats))
         print(f"sweep parent MLflow run: {self.tracker.run_id}")
+
+    def _declared_keys(self) -> list[str]:
+        """Keys the command line sweeps (``k=a,b``, ``k=choice(..)``) or the search space names."""
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        hc = self.config.hydra
+        parsed = OverridesParser.create().parse_overrides(list(hc.overrides.task))
+        keys = [o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()]
+        return keys + list(OmegaConf.select(hc, "sweeper.params", default=None) or {})
 
     def _table(self, rows: list[dict[str, Any]], out: Path, name: str) -> None:
         import pandas as pd
