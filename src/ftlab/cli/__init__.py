@@ -8,6 +8,7 @@
     ftlab ui [--port N]                         MLflow UI over the project's store
     ftlab predict RUN_ID --input F --output F   apply a run's model to new rows
     ftlab sync RUN_DIR                          upload what a run kept while MLflow was down
+    ftlab replay RUN [key=value] [--allow-drift] run a recorded run again, compare its metrics
 
 Nothing here imports torch, transformers or google-cloud.
 """
@@ -24,6 +25,7 @@ SUBCOMMANDS = {
     "ui": "ftlab.cli.ui_cmd",
     "predict": "ftlab.cli.predict_cmd",
     "sync": "ftlab.cli.sync_cmd",
+    "replay": "ftlab.cli.replay_cmd",
     "config-schema": "ftlab.config.reference",
 }
 
