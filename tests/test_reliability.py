@@ -245,3 +245,13 @@ def test_resume_refuses_a_state_file_that_is_not_json(run_experiment, fake_backe
     cfg = compose(["+experiment=smoke", "backend=fake", f"resume={run_dir}"], fake_backend)
     with pytest.raises(StageError, match="state.json is not valid JSON"):
         run(cfg, plugins=fake_backend)
+
+
+def test_override_lists_in_free_text_are_masked():
+    """A sweep logs its overrides as one string; a secret among them must not survive."""
+    from ftlab.tracking.redact import redact_text
+
+    text = "train.lora.r=8 backend.api_token=abc123 +backend.credentials_file=/k.json seed=1"
+    assert redact_text(text) == ("train.lora.r=8 backend.api_token=*** +backend.credentials_file=*** "
+                                 "seed=1")
+    assert redact_text("http://h/x?a=1&token=t") == "http://h/x?a=1&token=***"

@@ -23,6 +23,7 @@ SECRET_KEY = re.compile(r"credential|password|passwd|secret|key_?file|api_?key|p
                         r"|(^|_)(access_)?token($|_)|(^|_)auth($|_)|(^|_)bearer($|_)", re.I)
 _TOKEN_PARAM = re.compile(r"token|key|sig|secret|password|passwd|auth|credential|code", re.I)
 _URI = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>`]+")
+_ASSIGN = re.compile(r"(?<![\w.])([+~]?[A-Za-z_][\w.]*)=([^\s'\",&]+)")
 _UNSET = (None, "", "None", "null")
 
 
@@ -50,8 +51,14 @@ def redact_uri(uri: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Every URI inside ``text`` redacted (error messages, command lines, free-form values)."""
-    return _URI.sub(lambda m: redact_uri(m.group(0)), text) if "://" in text else text
+    """Every URI inside ``text`` redacted, and every ``secret_key=value`` (an override list such
+    as a sweep's ``backend.api_token=abc train.lora.r=8``) masked."""
+    if "://" in text:
+        text = _URI.sub(lambda m: redact_uri(m.group(0)), text)
+    if "=" in text:
+        text = _ASSIGN.sub(lambda m: f"{m.group(1)}={MASK}" if is_secret_key(m.group(1)) else m.group(0),
+                           text)
+    return text
 
 
 def redact_value(dotted: str, value: Any) -> Any:
