@@ -190,3 +190,18 @@ def test_a_failed_job_stops_the_grid_but_the_parent_is_ranked_and_closed(sweep_p
     table = client.load_table(parent.info.experiment_id, "sweep/ranking.json", run_ids=[parent.info.run_id])
     assert list(table["status"]) == ["FINISHED", "FAILED"]
     assert "rank" in capsys.readouterr().out
+
+
+def test_optuna_with_seeds_tells_the_mean_over_seeds(sweep_plugins, tmp_path):
+    import os
+
+    rc = ftlab_main("-m", "+experiment=smoke", "backend=fake_seeded", "hydra/sweeper=ftlab_optuna",
+                    "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=seeded", "seeds=[1,2]",
+                    "data.max_train_rows=choice(16,32)", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert rc == 0
+    (trial,) = _study(os.environ["MLFLOW_TRACKING_URI"], "seeded").trials
+    client, parent, children = parent_and_children()
+    assert sorted(c.data.params["seed"] for c in children) == ["1", "2"]
+    values = [c.data.metrics["eval/tuned/eval/macro_f1"] for c in children]
+    assert trial.value == pytest.approx(sum(values) / 2)
+    assert parent.data.metrics["seeds/eval/tuned/eval/macro_f1/mean"] == pytest.approx(trial.value)
