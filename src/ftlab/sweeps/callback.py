@@ -55,7 +55,7 @@ def threads_per_job(config: DictConfig) -> int:
 
     ``$FTLAB_JOB_THREADS``, set per worker by ``ftlab_devices``, wins."""
     n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs", default=None)
-    if not n_jobs:
+    if not n_jobs or str(OmegaConf.select(config, "hydra.mode", default="")) != "RunMode.MULTIRUN":
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n = cores if int(n_jobs) < 0 else min(int(n_jobs), cores)
