@@ -255,3 +255,51 @@ def test_override_lists_in_free_text_are_masked():
     assert redact_text(text) == ("train.lora.r=8 backend.api_token=*** +backend.credentials_file=*** "
                                  "seed=1")
     assert redact_text("http://h/x?a=1&token=t") == "http://h/x?a=1&token=***"
+
+
+KILLED_RUN = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from fake_backend import FakeBackend, FakePlugin
+
+def predict(self, model, examples, prompt, decoding, _orig=FakeBackend.predict):
+    if model.kind == "tuned":  # the process dies in the middle of the tuned evaluation
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _orig(self, model, examples, prompt, decoding)
+
+FakeBackend.predict = predict
+from ftlab.config.compose import compose
+from ftlab.plugins import Plugins, set_plugins
+from ftlab.runner import run
+
+pm = Plugins(load_entry_points=True)
+set_plugins(pm)
+pm.register(FakePlugin(), name="fake_backend_plugin")
+run(compose(["+experiment=smoke", "backend=fake"], pm), run_dir=Path({run_dir!r}), plugins=pm)
+"""
+
+
+def test_sigkill_during_evaluation_then_resume_gives_the_same_numbers(run_experiment, fake_backend,
+                                                                      tmp_path):
+    import subprocess
+    import sys
+
+    from ftlab.config.compose import compose
+    from ftlab.runner import run
+
+    killed = tmp_path / "killed"
+    code = KILLED_RUN.format(tests=str(ROOT / "tests"), run_dir=str(killed))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    state = json.loads((killed / "state.json").read_text())
+    assert state["evaluated"] == ["base/eval"] and "trained" in state
+    assert not (killed / "eval/tuned").exists()
+    run(compose(["+experiment=smoke", "backend=fake", f"resume={killed}"], fake_backend),
+        plugins=fake_backend)
+    _, whole = run_experiment()  # the same config, never interrupted
+    for f in ("eval/base/eval/predictions.jsonl", "eval/tuned/eval/predictions.jsonl",
+              "eval/tuned/eval/metrics.json", "compare/eval/per_class_delta.csv"):
+        assert (killed / f).read_text() == (whole / f).read_text(), f
+    assert (json.loads((killed / "compare/eval/comparison.json").read_text())
+            == json.loads((whole / "compare/eval/comparison.json").read_text()))
