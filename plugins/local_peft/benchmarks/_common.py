@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -55,7 +56,51 @@ def make_cfg(real: bool, labels, backend=None, train=None, prompt=None):
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), over))
 
 
+def machine_line() -> str:
+    """The machine context a timing needs: CPU model, the flags that matter, torch threads, load average."""
+    import torch
+
+    from ftlab.machine import cpu_info, perf_flags
+
+    model, flags = cpu_info()
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"machine: {model} [{','.join(perf_flags(flags)) or '-'}], {os.cpu_count()} cpus, "
+            f"torch {torch.__version__} on {torch.get_num_threads()} threads, load average {load}")
+
+
+def result(name: str, value: float, unit: str, target: str = "") -> None:
+    """One ``RESULT`` line for benchmarks/run_all.py (see benchmarks/README.md)."""
+    print(f"RESULT {name} {value:.4g} {unit}" + (f" target={target}" if target else ""), flush=True)
+
+
 def context():
     from ftlab.contract import RunContext
 
     return RunContext(run_dir=Path(tempfile.mkdtemp(prefix="ftlab-bench-")))
+
+
+def prefill(net, prompts, pad_id: int, batch_size: int, rt) -> None:
+    """A plain prefill: one forward per batch over the whole left-padded prompts, last logits only."""
+    import torch
+
+    from ftlab_local_peft.loading import autocast
+
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # as score_labels batches them
+    with torch.inference_mode(), autocast(rt.device, rt.bf16):
+        for k in range(0, len(order), batch_size):
+            rows = [prompts[i] for i in order[k:k + batch_size]]
+            n = max(len(r) for r in rows)
+            ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), n), dtype=torch.long)
+            for j, r in enumerate(rows):
+                ids[j, n - len(r):] = torch.tensor(r)
+                mask[j, n - len(r):] = 1
+            net(input_ids=ids.to(rt.device), attention_mask=mask.to(rt.device), logits_to_keep=1)
+
+
+def timed(fn) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``fn()``: this process's CPU time over all its threads, which a busy
+    neighbour inflates far less than the wall time (read both when the load average is high)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
