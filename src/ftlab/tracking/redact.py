@@ -4,7 +4,9 @@ Two rules, applied wherever a config value or free text leaves the process:
 
 - **Secret keys**: a config key whose last part names a credential (``credentials_file``,
   ``api_token``, ``password``, ``key_file``, ``secret`` …) is recorded as ``***`` when set.
-  ``max_new_tokens`` and friends are not secrets: ``token`` only counts as a whole word.
+  ``max_new_tokens``, ``end_token`` (a vocabulary token) and friends are not secrets: ``token``
+  counts alone or as ``access_token``, ``api_token``, ``auth_token`` …; numbers and booleans are
+  never masked.
 - **URIs**: ``scheme://user:pass@host/…`` is recorded as ``scheme://***@host/…`` and token-like
   query parameters (``?token=…``, ``&sig=…``, ``api_key=…``) as ``***``, wherever the URI appears
   (``tracking.uri``, an endpoint, an error message, the command line).
@@ -20,7 +22,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 MASK = "***"
 SECRET_KEY = re.compile(r"credential|password|passwd|secret|key_?file|api_?key|private_?key"
-                        r"|(^|_)(access_)?token($|_)|(^|_)auth($|_)|(^|_)bearer($|_)", re.I)
+                        r"|^token$|(^|_)(access|api|auth|bearer|refresh|session|id|secret)_token($|_)"
+                        r"|(^|_)auth($|_)|(^|_)bearer($|_)", re.I)
 _TOKEN_PARAM = re.compile(r"token|key|sig|secret|password|passwd|auth|credential|code", re.I)
 _URI = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>`]+")
 _ASSIGN = re.compile(r"(?<![\w.])([+~]?[A-Za-z_][\w.]*)=([^\s'\",&]+)")
@@ -63,7 +66,7 @@ def redact_text(text: str) -> str:
 
 def redact_value(dotted: str, value: Any) -> Any:
     """A config value as it may be recorded under its dotted key."""
-    if is_secret_key(dotted) and value not in _UNSET:
+    if is_secret_key(dotted) and value not in _UNSET and not isinstance(value, (bool, int, float)):
         return MASK
     return redact_text(value) if isinstance(value, str) else value
 
