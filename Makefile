@@ -26,8 +26,13 @@ $(STAMP): pyproject.toml plugins/local_peft/pyproject.toml plugins/bqml/pyprojec
 run: venv
 	$(BIN)/ftlab +experiment=mtsamples17_lora_local $(ARGS)
 
+# The browser tests need Debian's chromium (README: prerequisites); fail in the first second with the
+# command that installs it rather than minutes later in the middle of the suite. --run-slow: the
+# real embedded-model tests (~1 min) run too, so the default experiment's model path is covered.
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@command -v chromium >/dev/null 2>&1 || { echo "make test: chromium is missing (browser tests);" \
+		"install it with: sudo apt-get install -y chromium   (see README, prerequisites)"; exit 2; }
+	$(BIN)/python -m pytest --run-slow $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py $(ARGS)
