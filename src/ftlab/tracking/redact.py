@@ -4,9 +4,9 @@ Two rules, applied wherever a config value or free text leaves the process:
 
 - **Secret keys**: a config key whose last part names a credential (``credentials_file``,
   ``api_token``, ``password``, ``key_file``, ``secret`` …) is recorded as ``***`` when set.
-  ``max_new_tokens``, ``end_token`` (a vocabulary token) and friends are not secrets: ``token``
-  counts alone or as ``access_token``, ``api_token``, ``auth_token`` …; numbers and booleans are
-  never masked.
+  ``token`` counts as a whole word (``hf_token``, ``api_token``), except the tokenizer's special
+  tokens (``end_token``, ``pad_token``, ``score_end_token`` …); ``max_new_tokens`` is plural, so
+  not a secret either. Numbers and booleans are never masked.
 - **URIs**: ``scheme://user:pass@host/…`` is recorded as ``scheme://***@host/…`` and token-like
   query parameters (``?token=…``, ``&sig=…``, ``api_key=…``) as ``***``, wherever the URI appears
   (``tracking.uri``, an endpoint, an error message, the command line).
@@ -22,8 +22,9 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 MASK = "***"
 SECRET_KEY = re.compile(r"credential|password|passwd|secret|key_?file|api_?key|private_?key"
-                        r"|^token$|(^|_)(access|api|auth|bearer|refresh|session|id|secret)_token($|_)"
-                        r"|(^|_)auth($|_)|(^|_)bearer($|_)", re.I)
+                        r"|(^|_)token($|_)|(^|_)auth($|_)|(^|_)bearer($|_)", re.I)
+_VOCAB_TOKEN = re.compile(r"(^|_)(pad|eos|bos|sos|unk|sep|cls|mask|end|start|stop|special)_token(_id)?$",
+                          re.I)
 _TOKEN_PARAM = re.compile(r"token|key|sig|secret|password|passwd|auth|credential|code", re.I)
 _URI = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>`]+")
 _ASSIGN = re.compile(r"(?<![\w.])([+~]?[A-Za-z_][\w.]*)=([^\s'\",&]+)")
@@ -32,7 +33,8 @@ _UNSET = (None, "", "None", "null")
 
 def is_secret_key(dotted: str) -> bool:
     """``backend.credentials_file`` → True; ``eval.decoding.max_new_tokens`` → False."""
-    return bool(SECRET_KEY.search(dotted.rsplit(".", 1)[-1]))
+    leaf = dotted.rsplit(".", 1)[-1]
+    return bool(SECRET_KEY.search(leaf)) and not _VOCAB_TOKEN.search(leaf)
 
 
 def redact_uri(uri: str) -> str:
