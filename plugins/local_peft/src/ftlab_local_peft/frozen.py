@@ -1,0 +1,258 @@
+"""Frozen context, adapted tokens: the machinery under ``train.method=lora_cls``.
+
+A prompt is split into a *context* (all but its last ``adapted`` tokens) and the *adapted tokens*.
+:func:`lower_states` runs the frozen model once over each prompt and keeps a :class:`FrozenState`:
+the context's keys and values at every tuned layer, the adapted tokens' hidden state entering the
+first tuned layer, and the final states' mean over the prompt. :func:`upper_hidden` then runs only
+the adapted tokens through the (LoRA-adapted) top of the stack, attending to the cached context.
+Without an adapter the two together reproduce the full forward exactly (tested). The prompts'
+shared token prefix is computed once per call (``inference.Prefix``), and a packed ``score_labels``
+pass can hand its cache to :meth:`StateCache.capture`, so the base evaluation's forward is reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from ftlab_local_peft.inference import Prefix, cache_kwarg, common_prefix
+from ftlab_local_peft.loading import autocast
+
+
+def inner(model):
+    """The decoder stack (``LlamaModel`` and friends) inside a causal LM or a peft wrapper."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return m.model
+
+
+def inner_lm(model):
+    """The causal LM itself (``LlamaForCausalLM`` and friends), unwrapped from peft."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def num_layers(model) -> int:
+    return len(inner(model).layers)
+
+
+def split_layer(model, train_layers: int) -> int:
+    """First trainable layer ``k``: the top ``train_layers`` are tuned (0 or too many: all)."""
+    n = num_layers(model)
+    return 0 if train_layers <= 0 or train_layers >= n else n - train_layers
+
+
+@contextlib.contextmanager
+def layer_range(model, start: int, stop: int, final_norm: bool):
+    """Run only decoder layers ``start..stop-1`` (and the final norm if ``final_norm``).
+
+    Swaps the stack's ``layers`` list (the same module objects) and restores it on exit; with
+    ``start > 0`` the forward's ``inputs_embeds`` is the hidden state entering layer ``start``.
+    """
+    dec = inner(model)
+    layers, norm = dec.layers, dec.norm
+    dec.layers = torch.nn.ModuleList(list(layers)[start:stop])
+    if not final_norm:
+        dec.norm = torch.nn.Identity()
+    try:
+        yield dec
+    finally:
+        dec.layers, dec.norm = layers, norm
+
+
+@dataclass(frozen=True)
+class FrozenState:
+    """What the frozen part of the network produced for one prompt, reused by every epoch.
+
+    The prompt is split into a *context* (every token but the last ``adapted_tokens``) and the
+    *adapted* tokens. ``hidden`` is the adapted tokens' hidden state entering layer ``k``;
+    ``keys``/``values`` are the context's keys and values (rotary embedding applied) at layers
+    ``k..L-1``: ``[L-k, kv_heads, context, head_dim]``.
+    """
+
+    hidden: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
+    pooled: torch.Tensor
+    """``[H]`` float32: the frozen model's final (normed) hidden state averaged over the whole prompt."""
+
+    @property
+    def tokens(self) -> int:
+        return int(self.hidden.shape[0] + self.keys.shape[2])
+
+
+def _split(n: int, adapted: int) -> int:
+    """How many of a prompt's ``n`` tokens run through the adapted layers (the rest is context)."""
+    return n if adapted <= 0 else min(adapted, n)
+
+
+class StateCache:
+    """:class:`FrozenState` per ``(k, adapted tokens, prompt ids)``, in the compute dtype."""
+
+    def __init__(self):
+        self._d: dict[tuple, FrozenState] = {}
+
+    def get(self, k: int, adapted: int, ids: Sequence[int]):
+        return self._d.get((k, adapted, tuple(ids)))
+
+    def put(self, k: int, adapted: int, ids: Sequence[int], state: FrozenState) -> None:
+        self._d[(k, adapted, tuple(ids))] = state
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def capture(self, model, k: int, adapted: int, prompts: Sequence[Sequence[int]]):
+        """Keep each prompt's frozen state during a packed scoring pass over left-padded prompts.
+
+        Returns ``(after_batch, remove)``: the pass hands its cache to ``after_batch(idx, prefix,
+        width, cache)``: the cache holds the shared ``prefix`` (an ``inference.Prefix`` or None),
+        then the rest of each prompt left-padded to ``width`` columns (the only columns the hooks see).
+        """
+        grab, final = _HiddenAt(model, k), _HiddenAt(model, -1)
+
+        def after_batch(idx, prefix, width, kv_cache):
+            for row, i in enumerate(idx):
+                self.put(k, adapted, prompts[i], _extract(grab.hidden, final.hidden, kv_cache, row,
+                                                          len(prompts[i]), prefix, width, k, adapted,
+                                                          num_layers(model)))
+
+        def remove():
+            grab.remove()
+            final.remove()
+
+        return after_batch, remove
+
+
+class _HiddenAt:
+    """Forward hook keeping the hidden state entering layer ``k`` (the embeddings for ``k == 0``,
+    the final norm's output for ``k == -1``)."""
+
+    def __init__(self, model, k: int):
+        dec = inner(model)
+        mod = dec.norm if k == -1 else dec.embed_tokens if k == 0 else dec.layers[k - 1]
+        self.hidden = None
+        self._h = mod.register_forward_hook(self._hook)
+
+    def _hook(self, _mod, _inp, out):
+        self.hidden = (out[0] if isinstance(out, tuple) else out).detach()
+
+    def remove(self) -> None:
+        self._h.remove()
+
+
+def _extract(hidden, final, kv_cache, row: int, n: int, prefix, width: int, k: int, adapted: int,
+             n_layers: int) -> FrozenState:
+    """Row ``row``'s state from a pass over [shared prefix][rest, left-padded to width]."""
+    n0 = prefix.length if prefix is not None else 0
+    s, m = _split(n, adapted), n - n0
+    if s > m:
+        raise ValueError(f"{s} adapted tokens reach into the shared prefix ({n0} of {n} tokens)")
+    ctx = list(range(n0)) + list(range(n0 + width - m, n0 + width - s))
+    keys = torch.stack([kv_cache.layers[l].keys[row, :, ctx] for l in range(k, n_layers)])
+    values = torch.stack([kv_cache.layers[l].values[row, :, ctx] for l in range(k, n_layers)])
+    total = final[row, width - m:width].float().sum(0)
+    if prefix is not None:
+        total = total + prefix.final_sum
+    return FrozenState(hidden[row, width - s:width].clone(), keys.clone(), values.clone(), total / n)
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device):
+    n = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), n), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, n - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[r, n - len(p):] = 1
+    return ids.to(device), mask.to(device), ((mask.cumsum(-1) - 1).clamp(min=0)).to(device)
+
+
+def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), max(1, batch_size))]
+
+
+def lower_states(model, prompts: Sequence[Sequence[int]], k: int, adapted: int, pad_id: int, rt,
+                 batch_size: int, cache: StateCache | None = None,
+                 progress: Callable[[int], None] | None = None) -> list[FrozenState]:
+    """The :class:`FrozenState` of every prompt: one frozen forward pass each, or the cache's copy."""
+    out: list = [None] * len(prompts)
+    todo = []
+    frozen = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+    for i, p in enumerate(prompts):
+        hit = cache.get(k, adapted, p) if cache is not None else None
+        if hit is not None:
+            out[i] = hit
+        else:
+            todo.append(i)
+    if progress and len(todo) < len(prompts):
+        progress(len(prompts) - len(todo))
+    n_layers = num_layers(model)
+    todo_prompts = [prompts[i] for i in todo]
+    n0 = common_prefix(todo_prompts, adapted) if adapted > 0 and len(todo) > 1 else 0
+    grab, final = _HiddenAt(model, k), _HiddenAt(model, -1)
+    try:
+        with torch.inference_mode(), frozen, autocast(rt.device, rt.bf16):
+            prefix = Prefix.compute(inner_lm(model), todo_prompts[0][:n0], rt) if n0 else None
+            for idx in _length_batches([len(prompts[i]) for i in todo], batch_size):
+                rows = [todo[j] for j in idx]
+                ids, mask, pos = _left_pad([prompts[i][n0:] for i in rows], pad_id, rt.device)
+                extra = {}
+                if prefix is not None:
+                    mask = torch.cat([torch.ones((len(rows), n0), dtype=mask.dtype, device=mask.device), mask], 1)
+                    extra[cache_kwarg(model)] = prefix.expand(len(rows), inner(model).config)
+                res = inner(model)(input_ids=ids, attention_mask=mask, position_ids=pos + n0, use_cache=True,
+                                   **extra)
+                kv = res.cache if hasattr(res, "cache") else res.past_key_values
+                for r, i in enumerate(rows):
+                    out[i] = _extract(grab.hidden, final.hidden, kv, r, len(prompts[i]), prefix, ids.shape[1],
+                                      k, adapted, n_layers)
+                    if cache is not None:
+                        cache.put(k, adapted, prompts[i], out[i])
+                if progress:
+                    progress(len(rows))
+    finally:
+        grab.remove()
+        final.remove()
+    return out
+
+
+def upper_hidden(model, states: Sequence[FrozenState], k: int, rt):
+    """The adapted tokens through layers ``k..L-1`` and the final norm: (``[b, s, H]`` float32, mask).
+
+    Layout per row: ``[context, left-padded to the longest][adapted tokens, right-padded]``; a 4D
+    mask lets an adapted token see its row's real context and the adapted tokens up to itself.
+    """
+    from transformers import DynamicCache
+
+    b = len(states)
+    c = max(int(st.keys.shape[2]) for st in states)
+    s = max(int(st.hidden.shape[0]) for st in states)
+    dev = rt.device
+    ref = states[0]
+    n_up, kvh, _, hd = ref.keys.shape
+    x = ref.hidden.new_zeros((b, s, ref.hidden.shape[-1]))
+    keys = ref.keys.new_zeros((n_up, b, kvh, c, hd))
+    values = ref.values.new_zeros((n_up, b, kvh, c, hd))
+    ctx_real = torch.zeros((b, c), dtype=torch.bool)
+    suf_real = torch.zeros((b, s), dtype=torch.bool)
+    pos = torch.zeros((b, s), dtype=torch.long)
+    for r, st in enumerate(states):
+        n_c, n_s = int(st.keys.shape[2]), int(st.hidden.shape[0])
+        x[r, :n_s] = st.hidden
+        keys[:, r, :, c - n_c:] = st.keys
+        values[:, r, :, c - n_c:] = st.values
+        ctx_real[r, c - n_c:] = True
+        suf_real[r, :n_s] = True
+        pos[r] = n_c + torch.arange(s)
+    causal = torch.ones((s, s), dtype=torch.bool).tril()
+    mask = torch.cat([ctx_real[:, None, :].expand(b, s, c), causal[None] & suf_real[:, None, :]], dim=-1)
+    mask[:, torch.arange(s), c + torch.arange(s)] = True  # padding rows see themselves (no empty row)
+    dec = inner(model)
+    kv = DynamicCache(config=dec.config)
+    for j in range(n_up):
+        kv.update(keys[j].to(dev), values[j].to(dev), k + j)
+    with layer_range(model, k, num_layers(model), final_norm=True) as stack, autocast(dev, rt.bf16):
+        h = stack(inputs_embeds=x.to(dev), attention_mask=mask[:, None].to(dev), position_ids=pos.to(dev),
+                  use_cache=True, **{cache_kwarg(model): kv}).last_hidden_state
+    return h.float(), suf_real.to(dev)
