@@ -110,5 +110,8 @@ def test_multirun_sweep_gives_one_run_per_job(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     client = mlflow_client()
     runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
-    assert sorted(r.data.params["train.lora.r"] for r in runs) == ["4", "8"]
+    (parent,) = [r for r in runs if r.data.tags.get("ftlab.sweep") == "parent"]  # docs/sweeps.md
+    jobs = [r for r in runs if r.info.run_id != parent.info.run_id]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in jobs)
+    assert sorted(r.data.params["train.lora.r"] for r in jobs) == ["4", "8"]
     assert all((tmp_path / "sweep" / str(i) / "eval/base/eval/predictions.jsonl").is_file() for i in (0, 1))
