@@ -32,6 +32,7 @@ class TrainedCls:
         self.cached_after_base = len(self.backend._states)
         self.result = self.backend.train(TrainJob(train=self.train_ex, eval=self.eval_ex,
                                                   prompt=self.prompt, out_dir=root / "out"))
+        self.cached_after_train = len(self.backend._states)
         self.tuned = self.backend.predict(self.result.model, self.eval_ex, self.prompt,
                                           Decoding(batch_size=4))
 
@@ -43,8 +44,8 @@ def cls(tmp_path_factory):
 
 def test_base_evaluation_keeps_the_frozen_states_for_the_tuned_one(cls):
     assert cls.cached_after_base == len(cls.eval_ex)  # the packed score_labels pass captured them
-    # tuned prediction used them: no second lower pass over the eval rows was needed
-    assert len(cls.backend._states) == len(cls.eval_ex) + len({ex.text for ex in cls.train_ex})
+    assert cls.cached_after_train == len(cls.eval_ex)  # training rows' states are not kept after training
+    assert len(cls.backend._states) == 0  # the tuned evaluation used the eval states, then freed them
 
 
 def test_training_learns_and_logs(cls):

@@ -68,7 +68,9 @@ class FrozenState:
     The prompt is split into a *context* (every token but the last ``adapted_tokens``) and the
     *adapted* tokens. ``hidden`` is the adapted tokens' hidden state entering layer ``k``;
     ``keys``/``values`` are the context's keys and values (rotary embedding applied) at layers
-    ``k..L-1``: ``[L-k, kv_heads, context, head_dim]``.
+    ``k..L-1``: ``[L-k, kv_heads, context, head_dim]``. When the prompts of a call share a token
+    prefix, its keys and values are held once (``shared_keys``/``shared_values``, the same tensors
+    for every state of that call) and ``keys``/``values`` hold only the rest of the context.
     """
 
     hidden: torch.Tensor
@@ -76,10 +78,17 @@ class FrozenState:
     values: torch.Tensor
     pooled: torch.Tensor
     """``[H]`` float32: the frozen model's final (normed) hidden state averaged over the whole prompt."""
+    shared_keys: torch.Tensor | None = None
+    shared_values: torch.Tensor | None = None
+
+    @property
+    def context(self) -> int:
+        own = int(self.keys.shape[2])
+        return own + (int(self.shared_keys.shape[2]) if self.shared_keys is not None else 0)
 
     @property
     def tokens(self) -> int:
-        return int(self.hidden.shape[0] + self.keys.shape[2])
+        return int(self.hidden.shape[0]) + self.context
 
 
 def _split(n: int, adapted: int) -> int:
@@ -98,6 +107,9 @@ class StateCache:
 
     def put(self, k: int, adapted: int, ids: Sequence[int], state: FrozenState) -> None:
         self._d[(k, adapted, tuple(ids))] = state
+
+    def pop(self, k: int, adapted: int, ids: Sequence[int]) -> None:
+        self._d.pop((k, adapted, tuple(ids)), None)
 
     def __len__(self) -> int:
         return len(self._d)
@@ -148,13 +160,25 @@ def _extract(hidden, final, kv_cache, row: int, n: int, prefix, width: int, k: i
     s, m = _split(n, adapted), n - n0
     if s > m:
         raise ValueError(f"{s} adapted tokens reach into the shared prefix ({n0} of {n} tokens)")
-    ctx = list(range(n0)) + list(range(n0 + width - m, n0 + width - s))
+    ctx = slice(n0 + width - m, n0 + width - s)
     keys = torch.stack([kv_cache.layers[l].keys[row, :, ctx] for l in range(k, n_layers)])
     values = torch.stack([kv_cache.layers[l].values[row, :, ctx] for l in range(k, n_layers)])
     total = final[row, width - m:width].float().sum(0)
+    shared = (None, None)
     if prefix is not None:
         total = total + prefix.final_sum
-    return FrozenState(hidden[row, width - s:width].clone(), keys.clone(), values.clone(), total / n)
+        shared = _shared(prefix, k)
+    return FrozenState(hidden[row, width - s:width].clone(), keys, values, total / n, *shared)
+
+
+def _shared(prefix, k: int):
+    """The prefix's keys and values at layers ``k..``, built once per prefix and layer split."""
+    got = prefix.by_split.get(k)
+    if got is None:
+        got = (torch.stack([kk[0] for kk, _ in prefix.layers[k:]]),
+               torch.stack([vv[0] for _, vv in prefix.layers[k:]]))
+        prefix.by_split[k] = got
+    return got
 
 
 def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device):
@@ -226,7 +250,7 @@ def upper_hidden(model, states: Sequence[FrozenState], k: int, rt):
     from transformers import DynamicCache
 
     b = len(states)
-    c = max(int(st.keys.shape[2]) for st in states)
+    c = max(st.context for st in states)
     s = max(int(st.hidden.shape[0]) for st in states)
     dev = rt.device
     ref = states[0]
@@ -238,10 +262,13 @@ def upper_hidden(model, states: Sequence[FrozenState], k: int, rt):
     suf_real = torch.zeros((b, s), dtype=torch.bool)
     pos = torch.zeros((b, s), dtype=torch.long)
     for r, st in enumerate(states):
-        n_c, n_s = int(st.keys.shape[2]), int(st.hidden.shape[0])
+        n_c, n_s, own = st.context, int(st.hidden.shape[0]), int(st.keys.shape[2])
         x[r, :n_s] = st.hidden
-        keys[:, r, :, c - n_c:] = st.keys
-        values[:, r, :, c - n_c:] = st.values
+        keys[:, r, :, c - own:] = st.keys
+        values[:, r, :, c - own:] = st.values
+        if st.shared_keys is not None:
+            keys[:, r, :, c - n_c:c - own] = st.shared_keys
+            values[:, r, :, c - n_c:c - own] = st.shared_values
         ctx_real[r, c - n_c:] = True
         suf_real[r, :n_s] = True
         pos[r] = n_c + torch.arange(s)

@@ -12,7 +12,7 @@ labels: the cost is the prefill plus one token per tree node (~1.2x the prompt-o
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -125,6 +125,8 @@ class Prefix:
     length: int
     layers: list
     final_sum: torch.Tensor
+    by_split: dict = field(default_factory=dict)
+    """Stacked keys/values from layer ``k`` on, per ``k`` (built by ``frozen._shared``)."""
 
     @classmethod
     def compute(cls, model, ids: Sequence[int], rt: "Runtime") -> "Prefix | None":
