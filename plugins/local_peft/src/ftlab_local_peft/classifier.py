@@ -30,8 +30,9 @@ from typing import Sequence
 
 import torch
 
-from ftlab_local_peft.frozen import (FrozenState, StateCache, _length_batches, lower_states, num_layers,
-                                     split_layer, upper_hidden)
+from ftlab_local_peft.frozen import (FrozenState, StateCache, lower_states, num_layers, split_layer,
+                                     upper_hidden)
+from ftlab_local_peft.inference import _batches
 
 HEAD = "ftlab_cls_head"
 META_FILE = "ftlab_cls.json"
@@ -236,7 +237,7 @@ def predict_cls(model, meta: ClsMeta, prompts: Sequence[Sequence[int]], pad_id: 
             for p in prompts:
                 cache.pop(meta.split_layer, meta.adapted_tokens, p)
         with torch.inference_mode():
-            for idx in _length_batches([len(p) for p in prompts], batch_size):
+            for idx in _batches(prompts, batch_size):
                 t1 = time.perf_counter()
                 logp = torch.log_softmax(upper_logits(model, [states[i] for i in idx], meta.split_layer,
                                                       meta.pooling, rt), dim=-1).cpu()

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ftlab_local_peft.inference import Prefix, cache_kwarg, common_prefix
+from ftlab_local_peft.inference import Prefix, _batches, _left_pad, cache_kwarg, common_prefix
 from ftlab_local_peft.loading import autocast
 
 
@@ -181,21 +181,6 @@ def _shared(prefix, k: int):
     return got
 
 
-def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device):
-    n = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), n), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), n), dtype=torch.long)
-    for r, p in enumerate(prompts):
-        ids[r, n - len(p):] = torch.tensor(list(p), dtype=torch.long)
-        mask[r, n - len(p):] = 1
-    return ids.to(device), mask.to(device), ((mask.cumsum(-1) - 1).clamp(min=0)).to(device)
-
-
-def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), max(1, batch_size))]
-
-
 def lower_states(model, prompts: Sequence[Sequence[int]], k: int, adapted: int, pad_id: int, rt,
                  batch_size: int, cache: StateCache | None = None,
                  progress: Callable[[int], None] | None = None) -> list[FrozenState]:
@@ -218,9 +203,10 @@ def lower_states(model, prompts: Sequence[Sequence[int]], k: int, adapted: int, 
     try:
         with torch.inference_mode(), frozen, autocast(rt.device, rt.bf16):
             prefix = Prefix.compute(inner_lm(model), todo_prompts[0][:n0], rt) if n0 else None
-            for idx in _length_batches([len(prompts[i]) for i in todo], batch_size):
+            for idx in _batches([prompts[i] for i in todo], batch_size):
                 rows = [todo[j] for j in idx]
-                ids, mask, pos = _left_pad([prompts[i][n0:] for i in rows], pad_id, rt.device)
+                ids, mask = _left_pad([prompts[i][n0:] for i in rows], pad_id, rt.device)
+                pos = (mask.cumsum(-1) - 1).clamp(min=0)
                 extra = {}
                 if prefix is not None:
                     mask = torch.cat([torch.ones((len(rows), n0), dtype=mask.dtype, device=mask.device), mask], 1)
