@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent
+"""The project root. Also defined here (not only in tests/conftest.py) because a worker process of a
+sweep launcher (Ray, submitit) that unpickles a test module resolves ``import conftest`` to this
+file: a full-suite run then failed with ``cannot import name 'ROOT' from 'conftest'``."""
+
+
+def mlflow_client():
+    """The same helper as tests/conftest.py's, for the same reason as ``ROOT``."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+
 
 TIERS = ("slow", "gpu", "tpu", "remote")
 
