@@ -177,14 +177,22 @@ def example_weights(job, labels: Sequence[str], scheme: str) -> list[float]:
 
 
 def _lm_loss(model, feats, weights, pad_id, rt) -> tuple[torch.Tensor, int]:
-    """Label-token cross-entropy per example (mean over its target tokens), weighted mean over rows."""
+    """Label-token cross-entropy per example (mean over its target tokens), weighted mean over rows.
+
+    The vocabulary projection runs only at the positions that predict a target token (a few per
+    example), not at every prompt position as a causal LM's own loss does.
+    """
     ids, mask, labels = (t.to(rt.device) for t in collate(feats, pad_id))
-    with autocast(rt.device, rt.bf16):
-        logits = model(input_ids=ids, attention_mask=mask).logits
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     tgt = labels[:, 1:]
-    tok = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), tgt,
-                                            ignore_index=-100, reduction="none")
-    per_ex = tok.sum(1) / (tgt != -100).sum(1).clamp(min=1)
+    sel = tgt != -100
+    with autocast(rt.device, rt.bf16):
+        h = lm.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1][sel]
+        logits = lm.lm_head(h)
+    tok = torch.nn.functional.cross_entropy(logits.float(), tgt[sel], reduction="none")
+    rows = sel.nonzero()[:, 0]
+    per_ex = torch.zeros(len(feats), dtype=tok.dtype, device=tok.device).index_add(0, rows, tok) \
+        / sel.sum(1).clamp(min=1)
     w = torch.tensor(weights, dtype=per_ex.dtype, device=per_ex.device)
     return (per_ex * w).sum() / w.sum(), int(mask.sum())
 
