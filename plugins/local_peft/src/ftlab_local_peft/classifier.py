@@ -33,6 +33,7 @@ import torch
 from ftlab_local_peft.frozen import (FrozenState, StateCache, lower_states, num_layers, split_layer,
                                      upper_hidden)
 from ftlab_local_peft.inference import _batches
+from ftlab_local_peft.loading import enum_value
 
 HEAD = "ftlab_cls_head"
 META_FILE = "ftlab_cls.json"
@@ -175,9 +176,8 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
         r=tc.lora.r, lora_alpha=tc.lora.alpha, lora_dropout=tc.lora.dropout,
         target_modules=list(tc.lora.target_modules), modules_to_save=[HEAD],
         layers_to_transform=list(range(k, num_layers(base)))))
-    items = training_items(job, labels, getattr(tc.multi_label, "value", tc.multi_label))
-    weights = class_weights(torch.stack([t for _, t in items]), getattr(tc.class_weighting, "value",
-                                                                         tc.class_weighting))
+    items = training_items(job, labels, enum_value(tc.multi_label))
+    weights = class_weights(torch.stack([t for _, t in items]), enum_value(tc.class_weighting))
     t0 = time.perf_counter()
     with tqdm(total=len(items), desc="frozen context (once)", unit="ex",
               disable=not progress, dynamic_ncols=True) as bar:

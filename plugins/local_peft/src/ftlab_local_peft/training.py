@@ -22,7 +22,7 @@ import torch
 
 from ftlab_local_peft.encoding import collate, make_features
 from ftlab_local_peft.inference import Runtime
-from ftlab_local_peft.loading import autocast
+from ftlab_local_peft.loading import autocast, enum_value
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -209,7 +209,7 @@ def train_lora(base, tokenizer, job, cfg, ctx, rt: Runtime, end_id: int, pad_id:
     if bc.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     feats = make_features(tokenizer, job.prompt, job.train, end_id)
-    weights = example_weights(job, job.prompt.labels, _enum(tc.class_weighting))
+    weights = example_weights(job, job.prompt.labels, enum_value(tc.class_weighting))
     eval_feats = make_features(tokenizer, job.prompt, job.eval, end_id) if tc.eval_loss else []
 
     def loss(idx):
@@ -227,10 +227,6 @@ def train_lora(base, tokenizer, job, cfg, ctx, rt: Runtime, end_id: int, pad_id:
     if bc.gradient_checkpointing:
         model.gradient_checkpointing_disable()
     return model, history, metrics
-
-
-def _enum(x) -> str:
-    return getattr(x, "value", x)
 
 
 def fit(model, task: Task, job, cfg, ctx, rt: Runtime):
