@@ -75,7 +75,7 @@ def test_adapter_folder_is_self_contained(cls, tmp_path):
     adapter = Path(cls.result.model.uri)
     meta = json.loads((adapter / "ftlab_cls.json").read_text())
     assert meta == {"method": "lora_cls", "labels": list(cls.prompt.labels), "pooling": "last_context",
-                    "split_layer": 0, "adapted_tokens": 8}
+                    "split_layer": 0, "adapted_tokens": 8, "document_tokens": 0, "document_chunk_tokens": 512}
     fresh = LocalPeftBackend(cls.cfg, Recorder(tmp_path).ctx)  # recomputes every lower state
     again = fresh.predict(cls.result.model, cls.eval_ex, cls.prompt, Decoding(batch_size=3))
     assert [p.raw_text for p in again.items] == [p.raw_text for p in cls.tuned.items]
@@ -140,6 +140,58 @@ def test_packed_scoring_capture_matches_lower_pass(tmp_path):
         got = cache.get(1, 4, p)
         for a, e in ((got.hidden, d.hidden), (got.keys, d.keys), (got.values, d.values), (got.pooled, d.pooled)):
             assert a.shape == e.shape and torch.allclose(a, e, atol=1e-5)
+
+
+def test_document_means_are_chunkwise_means_of_the_final_states(tmp_path):
+    """Batched over documents and chunks of different lengths = each chunk alone, averaged by tokens."""
+    import torch
+
+    from ftlab_local_peft import classifier, encoding
+    from ftlab_local_peft.backend import LocalPeftBackend
+
+    cfg = make_cfg(model={"tiny": {"num_layers": 2}})
+    b = LocalPeftBackend(cfg, Recorder(tmp_path).ctx)
+    ex = make_examples(5)
+    b._ensure_loaded(ex, make_prompt(cfg))
+    docs = [encoding.document_ids(b._tok, e.text, 11) for e in ex] + [[]]
+    assert max(len(d) for d in docs) == 11 and min(len(d) for d in docs[:-1]) > 4
+    done = []
+    got = classifier.document_means(b._base, docs, 4, b.pad_id, b.rt, batch_tokens=9, progress=done.append)
+    assert sum(done) == len(docs)
+    with torch.inference_mode():
+        for d, row in zip(docs[:-1], got):
+            parts = [b._base.model(input_ids=torch.tensor([d[s:s + 4]])).last_hidden_state[0]
+                     for s in range(0, len(d), 4)]
+            assert torch.allclose(row, torch.cat(parts).mean(0), atol=1e-5)
+    assert torch.count_nonzero(got[-1]) == 0  # an empty input: zeros, not NaN
+    cache: dict = {}
+    again = classifier.document_features(b._base, docs[:3], 4, b.pad_id, b.rt, cache, False)
+    assert len(cache) == 3 and torch.allclose(again, got[:3], atol=1e-6)
+    with pytest.raises(ValueError, match="document_chunk_tokens"):
+        classifier.document_means(b._base, docs, 0, b.pad_id, b.rt)
+
+
+def test_document_head_trains_and_reloads(tmp_path):
+    """backend.document_tokens: the head reads the document mean too; a new process predicts the same."""
+    from ftlab_local_peft.backend import LocalPeftBackend
+
+    cfg = make_cfg(train={**CLS_TRAIN, "max_steps": 30, "eval_loss": False},
+                   backend={**CLS_BACKEND, "document_tokens": 10, "document_chunk_tokens": 4})
+    (tmp_path / "out").mkdir()
+    b = LocalPeftBackend(cfg, Recorder(tmp_path / "r1").ctx)
+    prompt = make_prompt(cfg)
+    train_ex, eval_ex = make_examples(24), make_examples(8, "eval", seed=1)
+    res = b.train(TrainJob(train=train_ex, eval=eval_ex, prompt=prompt, out_dir=tmp_path / "out"))
+    meta = json.loads((Path(res.model.uri) / "ftlab_cls.json").read_text())
+    assert (meta["document_tokens"], meta["document_chunk_tokens"]) == (10, 4)
+    head = dict(b._peft.named_parameters())
+    width = [p.shape for n, p in head.items() if "ftlab_cls_head" in n and n.endswith("weight")][0][1]
+    assert width == 3 * b._base.config.hidden_size  # last token, prompt mean, document mean
+    tuned = b.predict(res.model, eval_ex, prompt, Decoding(batch_size=4))
+    fresh = LocalPeftBackend(cfg, Recorder(tmp_path / "r2").ctx)
+    again = fresh.predict(res.model, eval_ex, prompt, Decoding(batch_size=3))
+    for a, c in zip(again.items, tuned.items):
+        assert a.raw_text == c.raw_text and a.scores == pytest.approx(c.scores, abs=1e-4)
 
 
 def test_class_weights():

@@ -42,6 +42,7 @@ class LocalPeftBackend:
                       "local_peft.dtype_reason": self.dtype_reason,
                       "local_peft.threads": str(torch.get_num_threads())})
         self._states = classifier.StateCache()
+        self._doc_means: dict = {}  # lora_cls document means, by (chunk, token ids), for this process
         self._cls: dict[str, classifier.ClsMeta] = {}
         self.source = loading.enum_value(cfg.model.source)
         self._tok = None
@@ -122,7 +123,7 @@ class LocalPeftBackend:
             if meta is not None:
                 self._cls[key] = meta
                 if not hasattr(self._base, classifier.HEAD):
-                    classifier.attach_head(self._base, len(meta.labels), meta.pooling)
+                    classifier.attach_head(self._base, len(meta.labels), meta.pooling, meta.document_tokens > 0)
             if self._peft is None:
                 from peft import PeftModel
 
@@ -155,9 +156,13 @@ class LocalPeftBackend:
             train_p = [encoding.prompt_ids(tok, job.prompt, ex.text) for ex in job.train]
             eval_p = [encoding.prompt_ids(tok, job.prompt, ex.text) for ex in job.eval] \
                 if self.cfg.train.eval_loss else []
+            n_doc = self.cfg.backend.document_tokens
             model, meta, history, metrics = classifier.train_cls(
                 self._base, train_p, eval_p, job, self.cfg, self.ctx, self.rt, self.pad_id,
-                self._states, self.cfg.backend.progress)
+                self._states, self.cfg.backend.progress,
+                [encoding.document_ids(tok, ex.text, n_doc) for ex in job.train] if n_doc > 0 else None,
+                [encoding.document_ids(tok, ex.text, n_doc) for ex in job.eval] if n_doc > 0 else None,
+                self._doc_means)
         else:
             model, history, metrics = training.train_lora(
                 self._base, self._tok, job, self.cfg, self.ctx, self.rt, self.end_id, self.pad_id)
@@ -224,9 +229,12 @@ class LocalPeftBackend:
             if list(meta.labels) != list(prompt.labels):
                 raise ValueError(f"adapter {model.uri} was trained on labels {list(meta.labels)}, "
                                  f"not this run's {list(prompt.labels)}")
+            docs = [encoding.document_ids(tok, ex.text, meta.document_tokens) for ex in examples] \
+                if meta.document_tokens > 0 else None
             with mode_ctx:
                 results = classifier.predict_cls(net, meta, prompts, self.pad_id, self.rt,
-                                                 decoding.batch_size, self._states, bc.progress)
+                                                 decoding.batch_size, self._states, bc.progress, docs,
+                                                 self._doc_means)
         elif mode == "score_labels":
             conts = [encoding.label_ids(tok, lab, self.end_id, bc.score_end_token) for lab in prompt.labels]
             with mode_ctx:

@@ -30,8 +30,8 @@ from typing import Sequence
 
 import torch
 
-from ftlab_local_peft.frozen import (FrozenState, StateCache, lower_states, num_layers, split_layer,
-                                     upper_hidden)
+from ftlab_local_peft.frozen import (FrozenState, StateCache, document_means, lower_states, num_layers,
+                                     split_layer, upper_hidden)
 from ftlab_local_peft.inference import _batches
 from ftlab_local_peft.loading import enum_value
 
@@ -42,8 +42,10 @@ __all__ = ["StateCache", "FrozenState", "lower_states", "upper_hidden", "split_l
            "predict_cls", "ClsMeta", "attach_head", "class_weights", "training_items"]
 
 
-def upper_logits(model, states: Sequence[FrozenState], k: int, pooling: str, rt) -> torch.Tensor:
-    """``[b, n_labels]`` head logits (float32) over the pooled adapted tokens."""
+def upper_logits(model, states: Sequence[FrozenState], k: int, pooling: str, rt,
+                 docs: torch.Tensor | None = None) -> torch.Tensor:
+    """``[b, n_labels]`` head logits (float32) over the pooled adapted tokens (and ``docs``: the
+    rows' document means, :func:`~ftlab_local_peft.frozen.document_means`)."""
     h, suf = upper_hidden(model, states, k, rt)
     b, dev = h.shape[0], h.device
     last = h[torch.arange(b, device=dev), suf.sum(1) - 1]
@@ -54,6 +56,8 @@ def upper_logits(model, states: Sequence[FrozenState], k: int, pooling: str, rt)
     else:
         mean = (h * suf[..., None]).sum(1) / suf.sum(1, keepdim=True)
         parts = [mean] if pooling == "mean" else [last, mean]
+    if docs is not None:
+        parts.append(docs.to(dev))
     # parameter-free layer norm per part: the final states' scale is large and differs between the
     # parts, and a new zero-initialised head with a high learning rate diverged on the raw values
     feat = torch.cat([torch.nn.functional.layer_norm(x, x.shape[-1:]) for x in parts], dim=-1)
@@ -65,11 +69,12 @@ def _head(model):
     return getattr(m, HEAD)
 
 
-def attach_head(base, n_labels: int, pooling: str) -> None:
+def attach_head(base, n_labels: int, pooling: str, document: bool = False) -> None:
     """Give ``base`` a zero-initialised ``ftlab_cls_head`` (zero: the first step starts from uniform)."""
     if pooling not in POOLINGS:
         raise ValueError(f"backend.pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-    width = base.config.hidden_size * (2 if pooling in ("last_mean", "last_context") else 1)
+    parts = (2 if pooling in ("last_mean", "last_context") else 1) + (1 if document else 0)
+    width = base.config.hidden_size * parts
     head = torch.nn.Linear(width, n_labels)
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.zeros_(head.bias)
@@ -84,13 +89,18 @@ class ClsMeta:
     pooling: str
     split_layer: int
     adapted_tokens: int
+    document_tokens: int = 0
+    """>0: the head also reads the frozen mean over the input's first N tokens (see document_means)."""
+    document_chunk_tokens: int = 512
 
     def save(self, folder: Path) -> None:
         from ftlab.paths import atomic_write_text
 
         atomic_write_text(Path(folder) / META_FILE, json.dumps(
             {"method": "lora_cls", "labels": list(self.labels), "pooling": self.pooling,
-             "split_layer": self.split_layer, "adapted_tokens": self.adapted_tokens}, indent=1))
+             "split_layer": self.split_layer, "adapted_tokens": self.adapted_tokens,
+             "document_tokens": self.document_tokens,
+             "document_chunk_tokens": self.document_chunk_tokens}, indent=1))
 
     @classmethod
     def load(cls, folder: Path) -> "ClsMeta | None":
@@ -98,7 +108,8 @@ class ClsMeta:
         if not f.is_file():
             return None
         d = json.loads(f.read_text())
-        return cls(tuple(d["labels"]), d["pooling"], int(d["split_layer"]), int(d["adapted_tokens"]))
+        return cls(tuple(d["labels"]), d["pooling"], int(d["split_layer"]), int(d["adapted_tokens"]),
+                   int(d.get("document_tokens", 0)), int(d.get("document_chunk_tokens", 512)))
 
 
 def class_weights(targets: torch.Tensor, scheme: str) -> torch.Tensor:
@@ -157,8 +168,30 @@ def training_items(job, labels: Sequence[str], multi_label: str):
     return [(r, t / t.sum()) for r, t in items]
 
 
+def document_features(model, docs: Sequence[Sequence[int]], chunk: int, pad_id: int, rt,
+                      cache: dict | None, progress: bool) -> torch.Tensor:
+    """``[n, H]`` document means (:func:`document_means`), computing only those not in ``cache``
+    (keyed by chunk length and token ids; the backend keeps one per process)."""
+    from tqdm.auto import tqdm
+
+    keys = [(chunk, tuple(d)) for d in docs]
+    todo = list(dict.fromkeys(k for k in keys if cache is None or k not in cache))
+    if todo:
+        with tqdm(total=len(todo), desc="document means (once)", unit="ex", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            got = document_means(model, [list(k[1]) for k in todo], chunk, pad_id, rt, progress=bar.update)
+        found = dict(zip(todo, got))
+        if cache is not None:
+            cache.update(found)
+    else:
+        found = {}
+    return torch.stack([found[k] if k in found else cache[k] for k in keys]) if keys else torch.zeros((0, 0))
+
+
 def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequence[Sequence[int]],
-              job, cfg, ctx, rt, pad_id: int, cache: StateCache, progress: bool):
+              job, cfg, ctx, rt, pad_id: int, cache: StateCache, progress: bool,
+              train_docs: Sequence[Sequence[int]] | None = None,
+              eval_docs: Sequence[Sequence[int]] | None = None, doc_cache: dict | None = None):
     """Attach a head, wrap the top layers with LoRA, tune on cached lower states; (model, meta, history, metrics)."""
     import time
 
@@ -171,7 +204,8 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
     labels = tuple(job.prompt.labels)
     seed_everything(tc.seed)
     k = split_layer(base, bc.train_layers)
-    attach_head(base, len(labels), bc.pooling)
+    doc_n, doc_chunk = (bc.document_tokens, bc.document_chunk_tokens) if train_docs is not None else (0, 512)
+    attach_head(base, len(labels), bc.pooling, doc_n > 0)
     model = get_peft_model(base, LoraConfig(
         r=tc.lora.r, lora_alpha=tc.lora.alpha, lora_dropout=tc.lora.dropout,
         target_modules=list(tc.lora.target_modules), modules_to_save=[HEAD],
@@ -184,6 +218,12 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
         # the training rows' states live as long as training (not in the cache): ~2 GB for 383 rows
         states = lower_states(model, [train_prompts[r] for r, _ in items], k, bc.adapted_tokens, pad_id, rt,
                               tc.batch_size * 2, None, bar.update)
+    docs = eval_doc_feats = None
+    if doc_n > 0:
+        docs = document_features(model, [train_docs[r] for r, _ in items], doc_chunk, pad_id, rt, doc_cache,
+                                 progress)
+        if tc.eval_loss and eval_prompts and eval_docs is not None:
+            eval_doc_feats = document_features(model, eval_docs, doc_chunk, pad_id, rt, doc_cache, progress)
     lower_s = time.perf_counter() - t0
     eval_states = eval_targets = None
     if tc.eval_loss and eval_prompts:
@@ -194,7 +234,8 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
                                    None)
 
     def loss(idx):
-        logits = upper_logits(model, [states[i] for i in idx], k, bc.pooling, rt)
+        logits = upper_logits(model, [states[i] for i in idx], k, bc.pooling, rt,
+                              docs[idx] if docs is not None else None)
         return soft_cross_entropy(logits, torch.stack([items[i][1] for i in idx]), weights), \
             sum(states[i].tokens for i in idx)
 
@@ -202,7 +243,9 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
         with torch.inference_mode():
             parts = []
             for j in range(0, len(eval_states), tc.batch_size):
-                logits = upper_logits(model, eval_states[j:j + tc.batch_size], k, bc.pooling, rt)
+                logits = upper_logits(model, eval_states[j:j + tc.batch_size], k, bc.pooling, rt,
+                                      eval_doc_feats[j:j + tc.batch_size] if eval_doc_feats is not None
+                                      else None)
                 parts.append(soft_cross_entropy(logits, eval_targets[j:j + tc.batch_size],
                                                 torch.ones(len(labels))))
         return float(torch.stack(parts).mean())
@@ -216,12 +259,15 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
     history, metrics = fit(model, task, job, cfg, ctx, rt)
     metrics.update({"time/train_lower_states_s": lower_s, "train/split_layer": float(k),
                     "train/items": float(len(items))})
-    return model, ClsMeta(labels, bc.pooling, k, bc.adapted_tokens), history, metrics
+    return model, ClsMeta(labels, bc.pooling, k, bc.adapted_tokens, doc_n, doc_chunk), history, metrics
 
 
 def predict_cls(model, meta: ClsMeta, prompts: Sequence[Sequence[int]], pad_id: int, rt,
-                batch_size: int, cache: StateCache | None, progress: bool) -> list[dict]:
-    """Head predictions: the argmax label, per-label log-probabilities as scores."""
+                batch_size: int, cache: StateCache | None, progress: bool,
+                docs: Sequence[Sequence[int]] | None = None, doc_cache: dict | None = None) -> list[dict]:
+    """Head predictions: the argmax label, per-label log-probabilities as scores.
+
+    ``docs``: the inputs' document token ids (required when ``meta.document_tokens`` > 0)."""
     import time
 
     from tqdm.auto import tqdm
@@ -232,6 +278,12 @@ def predict_cls(model, meta: ClsMeta, prompts: Sequence[Sequence[int]], pad_id: 
         t0 = time.perf_counter()
         states = lower_states(model, prompts, meta.split_layer, meta.adapted_tokens, pad_id, rt, batch_size,
                               cache, bar.update)
+        doc_feats = None
+        if meta.document_tokens > 0:
+            if docs is None:
+                raise ValueError("this lora_cls adapter reads document means: pass the inputs' document ids")
+            doc_feats = document_features(model, docs, meta.document_chunk_tokens, pad_id, rt, doc_cache,
+                                          progress)
         lower_dt = (time.perf_counter() - t0) / max(len(prompts), 1)
         if cache is not None:  # used once (the base pass kept them for this): free the memory
             for p in prompts:
@@ -240,7 +292,9 @@ def predict_cls(model, meta: ClsMeta, prompts: Sequence[Sequence[int]], pad_id: 
             for idx in _batches(prompts, batch_size):
                 t1 = time.perf_counter()
                 logp = torch.log_softmax(upper_logits(model, [states[i] for i in idx], meta.split_layer,
-                                                      meta.pooling, rt), dim=-1).cpu()
+                                                      meta.pooling, rt,
+                                                      doc_feats[idx] if doc_feats is not None else None),
+                                         dim=-1).cpu()
                 dt = (time.perf_counter() - t1) / len(idx) + lower_dt
                 for row, i in enumerate(idx):
                     best = int(torch.argmax(logp[row]))

@@ -41,6 +41,11 @@ def truncate_text(tokenizer, text: str, max_tokens: int, side: str = "right", ta
     return text[: offsets[max_tokens - 1][1]]
 
 
+def document_ids(tokenizer, text: str, max_tokens: int) -> list[int]:
+    """The first ``max_tokens`` token ids of the raw input text (no prompt, no special tokens)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens])
+
+
 def end_token_id(tokenizer, end_token: str = "") -> int:
     """Id of the token that ends an answer (``end_token`` or the tokenizer's eos)."""
     if end_token:

@@ -269,3 +269,58 @@ def upper_hidden(model, states: Sequence[FrozenState], k: int, rt):
         h = stack(inputs_embeds=x.to(dev), attention_mask=mask[:, None].to(dev), position_ids=pos.to(dev),
                   use_cache=True, **{cache_kwarg(model): kv}).last_hidden_state
     return h.float(), suf_real.to(dev)
+
+
+def document_means(model, docs: Sequence[Sequence[int]], chunk: int, pad_id: int, rt,
+                   batch_tokens: int = 4096,
+                   progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """``[n, H]`` float32: the frozen model's final (normed) hidden states averaged over each document.
+
+    A document (token ids of the raw input, no prompt) is cut into chunks of ``chunk`` tokens that
+    are encoded independently (attention stays inside a chunk, so the cost is linear in the length);
+    the mean is over every token of every chunk. Chunks of all documents are sorted by length and
+    batched (right-padded, about ``batch_tokens`` tokens a batch). An empty document gives zeros.
+    ``progress`` is called with the number of documents finished.
+    """
+    if chunk <= 0:
+        raise ValueError(f"backend.document_chunk_tokens must be positive, not {chunk}")
+    dec = inner(model)
+    hidden = dec.config.hidden_size
+    pieces = [(d, list(ids[s:s + chunk])) for d, ids in enumerate(docs) for s in range(0, len(ids), chunk)]
+    left = [0] * len(docs)
+    for d, _ in pieces:
+        left[d] += 1
+    if progress:
+        progress(sum(1 for n in left if n == 0))
+    sums = torch.zeros((len(docs), hidden))
+    counts = torch.zeros(len(docs))
+    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][1]))
+    frozen = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+    with torch.inference_mode(), frozen, autocast(rt.device, rt.bf16):
+        start = 0
+        while start < len(order):
+            stop = start + 1
+            while stop < len(order) and (stop - start + 1) * len(pieces[order[stop]][1]) <= batch_tokens:
+                stop += 1
+            idx = order[start:stop]
+            width = len(pieces[idx[-1]][1])
+            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for r, i in enumerate(idx):
+                t = pieces[i][1]
+                ids[r, :len(t)] = torch.tensor(t)
+                mask[r, :len(t)] = 1
+            out = dec(input_ids=ids.to(rt.device), attention_mask=mask.to(rt.device), use_cache=False)
+            h = out.last_hidden_state.float() * mask.to(rt.device)[..., None]
+            part = h.sum(1).cpu()
+            done = 0
+            for r, i in enumerate(idx):
+                d = pieces[i][0]
+                sums[d] += part[r]
+                counts[d] += len(pieces[i][1])
+                left[d] -= 1
+                done += left[d] == 0
+            if progress and done:
+                progress(done)
+            start = stop
+    return sums / counts.clamp(min=1)[:, None]

@@ -53,6 +53,13 @@ class LocalPeftConfig(BackendConfig):
     """lora_cls: what the head reads: the last adapted token (last), the adapted tokens' mean (mean), both
     (last_mean), or the last adapted token plus the frozen model's final states averaged over the whole
     prompt (last_context)."""
+    document_tokens: int = 0
+    """lora_cls: also give the head the frozen model's final states averaged over the first N tokens
+    of the raw input text (no prompt), encoded in chunks of ``document_chunk_tokens`` tokens, once
+    per example. The prompt keeps ``prompt.max_input_tokens`` (the adapted tokens attend to it);
+    this reads further into long inputs at the cost of one frozen forward over N tokens. 0 = off."""
+    document_chunk_tokens: int = 512
+    """lora_cls with document_tokens: chunk length of the document pass (attention stays within a chunk)."""
     head_lr_multiplier: float = 10.0
     """lora_cls: the new head's learning rate is train.learning_rate x this."""
     reuse_base_states: bool = True
