@@ -171,12 +171,16 @@ def test_document_means_are_chunkwise_means_of_the_final_states(tmp_path):
         classifier.document_means(b._base, docs, 0, b.pad_id, b.rt)
 
 
-def test_document_head_trains_and_reloads(tmp_path):
+@pytest.mark.parametrize("head_init", ["zero", "probe"])
+def test_document_head_trains_and_reloads(tmp_path, head_init):
     """backend.document_tokens: the head reads the document mean too; a new process predicts the same."""
     from ftlab_local_peft.backend import LocalPeftBackend
 
-    cfg = make_cfg(train={**CLS_TRAIN, "max_steps": 30, "eval_loss": False},
-                   backend={**CLS_BACKEND, "document_tokens": 10, "document_chunk_tokens": 4})
+    # probe: a learning rate of ~0 leaves the head where the probe put it, which the loss shows
+    lr = 1e-12 if head_init == "probe" else CLS_TRAIN["learning_rate"]
+    cfg = make_cfg(train={**CLS_TRAIN, "max_steps": 30, "eval_loss": False, "learning_rate": lr},
+                   backend={**CLS_BACKEND, "document_tokens": 10, "document_chunk_tokens": 4,
+                            "head_init": head_init})
     (tmp_path / "out").mkdir()
     b = LocalPeftBackend(cfg, Recorder(tmp_path / "r1").ctx)
     prompt = make_prompt(cfg)
@@ -187,11 +191,37 @@ def test_document_head_trains_and_reloads(tmp_path):
     head = dict(b._peft.named_parameters())
     width = [p.shape for n, p in head.items() if "ftlab_cls_head" in n and n.endswith("weight")][0][1]
     assert width == 3 * b._base.config.hidden_size  # last token, prompt mean, document mean
+    assert (res.metrics["time/train_probe_s"] > 0) == (head_init == "probe")
+    first = [h["train/loss"] for h in res.history if "train/loss" in h][0]
+    if head_init == "probe":  # a fitted head from the start (a zero head's loss is ln 4 = 1.39)
+        assert first < 0.7, first
     tuned = b.predict(res.model, eval_ex, prompt, Decoding(batch_size=4))
     fresh = LocalPeftBackend(cfg, Recorder(tmp_path / "r2").ctx)
     again = fresh.predict(res.model, eval_ex, prompt, Decoding(batch_size=3))
     for a, c in zip(again.items, tuned.items):
         assert a.raw_text == c.raw_text and a.scores == pytest.approx(c.scores, abs=1e-4)
+
+
+def test_probe_is_scikit_learns_logistic_regression():
+    """fit_probe minimises LogisticRegression(C)'s objective: same coefficients, class weights included."""
+    import numpy as np
+    import torch
+
+    from ftlab_local_peft.classifier import class_weights, fit_probe
+
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 5, generator=g)
+    y = torch.tensor([0] * 30 + [1] * 20 + [2] * 10)
+    x[:, 0] += y * 1.5
+    targets = torch.nn.functional.one_hot(y, 3).float()
+    weights = class_weights(targets, "balanced")
+    w, b = fit_probe(x, targets, weights, c=0.5, max_iter=500)
+    ref = linear_model.LogisticRegression(C=0.5, class_weight="balanced", max_iter=5000, tol=1e-10)
+    ref.fit(x.numpy(), y.numpy())
+    ours = torch.softmax(x @ w.T + b, -1).numpy()
+    assert np.allclose(ours, ref.predict_proba(x.numpy()), atol=2e-3)
+    assert np.allclose(w.numpy() - w.numpy().mean(0), ref.coef_ - ref.coef_.mean(0), atol=2e-3)
 
 
 def test_class_weights():

@@ -42,10 +42,12 @@ __all__ = ["StateCache", "FrozenState", "lower_states", "upper_hidden", "split_l
            "predict_cls", "ClsMeta", "attach_head", "class_weights", "training_items"]
 
 
-def upper_logits(model, states: Sequence[FrozenState], k: int, pooling: str, rt,
-                 docs: torch.Tensor | None = None) -> torch.Tensor:
-    """``[b, n_labels]`` head logits (float32) over the pooled adapted tokens (and ``docs``: the
-    rows' document means, :func:`~ftlab_local_peft.frozen.document_means`)."""
+def head_features(model, states: Sequence[FrozenState], k: int, pooling: str, rt,
+                  docs: torch.Tensor | None = None) -> torch.Tensor:
+    """``[b, F]`` float32: what the head reads, each part layer-normed without parameters.
+
+    The parts: the pooled adapted tokens (``pooling``), the frozen prompt mean (last_context) and
+    ``docs`` (the rows' document means, :func:`~ftlab_local_peft.frozen.document_means`)."""
     h, suf = upper_hidden(model, states, k, rt)
     b, dev = h.shape[0], h.device
     last = h[torch.arange(b, device=dev), suf.sum(1) - 1]
@@ -60,8 +62,40 @@ def upper_logits(model, states: Sequence[FrozenState], k: int, pooling: str, rt,
         parts.append(docs.to(dev))
     # parameter-free layer norm per part: the final states' scale is large and differs between the
     # parts, and a new zero-initialised head with a high learning rate diverged on the raw values
-    feat = torch.cat([torch.nn.functional.layer_norm(x, x.shape[-1:]) for x in parts], dim=-1)
-    return _head(model)(feat)
+    return torch.cat([torch.nn.functional.layer_norm(x, x.shape[-1:]) for x in parts], dim=-1)
+
+
+def upper_logits(model, states: Sequence[FrozenState], k: int, pooling: str, rt,
+                 docs: torch.Tensor | None = None) -> torch.Tensor:
+    """``[b, n_labels]`` head logits (float32) over :func:`head_features`."""
+    return _head(model)(head_features(model, states, k, pooling, rt, docs))
+
+
+def fit_probe(x: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, c: float,
+              max_iter: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear probe: multinomial logistic regression on fixed features, fitted to convergence.
+
+    Minimises ``sum_i w . t_i . -log softmax(W x_i + b) + ||W||^2 / (2c)``: scikit-learn's
+    ``LogisticRegression(C=c)`` objective, with class-weighted (soft) targets, solved by L-BFGS.
+    Returns ``(W [C, F], b [C])``. Used to start the head where a converged probe ends, so that
+    fine-tuning (LP-FT) adapts the model around a good head instead of training both from zero.
+    """
+    x = x.detach().float().clone()  # features may come from inference mode
+    w = torch.zeros((targets.shape[1], x.shape[1]), requires_grad=True)
+    b = torch.zeros(targets.shape[1], requires_grad=True)
+    tw = (targets * weights).detach()
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20,
+                            tolerance_grad=1e-6, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = -(tw * torch.log_softmax(x @ w.T + b, dim=-1)).sum() + (w * w).sum() / (2 * c)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w.detach(), b.detach()
 
 
 def _head(model):
@@ -206,24 +240,40 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
     k = split_layer(base, bc.train_layers)
     doc_n, doc_chunk = (bc.document_tokens, bc.document_chunk_tokens) if train_docs is not None else (0, 512)
     attach_head(base, len(labels), bc.pooling, doc_n > 0)
-    model = get_peft_model(base, LoraConfig(
-        r=tc.lora.r, lora_alpha=tc.lora.alpha, lora_dropout=tc.lora.dropout,
-        target_modules=list(tc.lora.target_modules), modules_to_save=[HEAD],
-        layers_to_transform=list(range(k, num_layers(base)))))
     items = training_items(job, labels, enum_value(tc.multi_label))
-    weights = class_weights(torch.stack([t for _, t in items]), enum_value(tc.class_weighting))
+    targets = torch.stack([t for _, t in items])
+    weights = class_weights(targets, enum_value(tc.class_weighting))
     t0 = time.perf_counter()
     with tqdm(total=len(items), desc="frozen context (once)", unit="ex",
               disable=not progress, dynamic_ncols=True) as bar:
         # the training rows' states live as long as training (not in the cache): ~2 GB for 383 rows
-        states = lower_states(model, [train_prompts[r] for r, _ in items], k, bc.adapted_tokens, pad_id, rt,
+        states = lower_states(base, [train_prompts[r] for r, _ in items], k, bc.adapted_tokens, pad_id, rt,
                               tc.batch_size * 2, None, bar.update)
     docs = eval_doc_feats = None
     if doc_n > 0:
-        docs = document_features(model, [train_docs[r] for r, _ in items], doc_chunk, pad_id, rt, doc_cache,
+        docs = document_features(base, [train_docs[r] for r, _ in items], doc_chunk, pad_id, rt, doc_cache,
                                  progress)
         if tc.eval_loss and eval_prompts and eval_docs is not None:
-            eval_doc_feats = document_features(model, eval_docs, doc_chunk, pad_id, rt, doc_cache, progress)
+            eval_doc_feats = document_features(base, eval_docs, doc_chunk, pad_id, rt, doc_cache, progress)
+    probe_s = 0.0
+    if enum_value(bc.head_init) == "probe":
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            feats = torch.cat([head_features(base, states[j:j + tc.batch_size * 2], k, bc.pooling, rt,
+                                             docs[j:j + tc.batch_size * 2] if docs is not None else None)
+                               for j in range(0, len(states), tc.batch_size * 2)])
+        wt, bias = fit_probe(feats, targets, weights, bc.probe_c)
+        head = getattr(base, HEAD)
+        with torch.no_grad():
+            head.weight.copy_(wt)
+            head.bias.copy_(bias)
+        probe_s = time.perf_counter() - t1
+    elif enum_value(bc.head_init) != "zero":
+        raise ValueError(f"backend.head_init must be zero or probe, not {bc.head_init!r}")
+    model = get_peft_model(base, LoraConfig(
+        r=tc.lora.r, lora_alpha=tc.lora.alpha, lora_dropout=tc.lora.dropout,
+        target_modules=list(tc.lora.target_modules), modules_to_save=[HEAD],
+        layers_to_transform=list(range(k, num_layers(base)))))
     lower_s = time.perf_counter() - t0
     eval_states = eval_targets = None
     if tc.eval_loss and eval_prompts:
@@ -257,7 +307,7 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
     task = Task([st.tokens for st in states], loss, lora_params + head_params,
                 eval_loss if eval_states is not None else None, groups)
     history, metrics = fit(model, task, job, cfg, ctx, rt)
-    metrics.update({"time/train_lower_states_s": lower_s, "train/split_layer": float(k),
+    metrics.update({"time/train_lower_states_s": lower_s, "time/train_probe_s": probe_s, "train/split_layer": float(k),
                     "train/items": float(len(items))})
     return model, ClsMeta(labels, bc.pooling, k, bc.adapted_tokens, doc_n, doc_chunk), history, metrics
 

@@ -60,6 +60,11 @@ class LocalPeftConfig(BackendConfig):
     this reads further into long inputs at the cost of one frozen forward over N tokens. 0 = off."""
     document_chunk_tokens: int = 512
     """lora_cls with document_tokens: chunk length of the document pass (attention stays within a chunk)."""
+    head_init: str = "zero"
+    """lora_cls: how the head starts: zero (uniform answers), or probe (a linear probe on the frozen
+    model's head features, fitted to convergence first: LP-FT, then LoRA and head are tuned together)."""
+    probe_c: float = 1.0
+    """lora_cls with head_init=probe: inverse L2 strength of the probe (scikit-learn's C)."""
     head_lr_multiplier: float = 10.0
     """lora_cls: the new head's learning rate is train.learning_rate x this."""
     reuse_base_states: bool = True
