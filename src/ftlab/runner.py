@@ -248,13 +248,18 @@ class Run:
 
     def _backend_tags(self, tags) -> None:
         """Tags a backend sets (device, dtype and why, threads …): to MLflow, to the manifest's
-        ``backend_runtime`` section and to the closing summary."""
-        self.runtime.update({k: str(v) for k, v in tags.items()})
+        ``backend_runtime`` section and to the closing summary. ``model.*`` tags (the weights'
+        ``path`` and ``sha256``, the tokenizer's hash …) go to the manifest's ``model`` section,
+        which ``ftlab replay`` checks against the file on disk."""
+        model = {k[len("model."):]: str(v) for k, v in tags.items() if k.startswith("model.")}
+        self.runtime.update({k: str(v) for k, v in tags.items() if not k.startswith("model.")})
         self.tracker.set_tags(tags)
         path = self.run_dir / "manifest.json"
         if path.is_file():
             man = json.loads(path.read_text())
             man["backend_runtime"] = self.runtime
+            if model:
+                man["model"] = {**(man.get("model") or {}), **model}
             atomic_write_text(path, json.dumps(man, indent=1))
 
     def _finish(self) -> float:

@@ -70,7 +70,9 @@ class Recorder:
         from ftlab.contract import RunContext
 
         self.rows = []
-        self.ctx = RunContext(run_dir=run_dir, log_metrics=lambda m, step=None: self.rows.append((step, dict(m))))
+        self.tags: dict = {}
+        self.ctx = RunContext(run_dir=run_dir, log_metrics=lambda m, step=None: self.rows.append((step, dict(m))),
+                              set_tags=self.tags.update)
 
 
 TRAIN_OVERRIDES = {

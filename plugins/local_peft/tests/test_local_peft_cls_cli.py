@@ -56,6 +56,9 @@ def test_run_records_the_method_its_metrics_and_the_adapter(recorded):
     assert meta["method"] == "lora_cls" and meta["adapted_tokens"] == 8
     man = json.loads((run_dir / "manifest.json").read_text())
     assert man["backend_runtime"]["local_peft.dtype"] == tags["local_peft.dtype"]
+    # the tokenizer's identity is recorded (a file-based model adds its path and sha256)
+    assert man["model"]["tokenizer_sha256"] == tags["model.tokenizer_sha256"] and len(tags["model.tokenizer_sha256"]) == 64
+    assert "model.tokenizer_sha256" not in man["backend_runtime"]
     assert "backend: " in out and "local_peft.dtype=" in out  # the closing summary says how it ran
     # every tuned answer is a label, with its head's log-probabilities
     rows = [json.loads(x) for x in (run_dir / "eval/tuned/eval/predictions.jsonl").read_text().splitlines()]

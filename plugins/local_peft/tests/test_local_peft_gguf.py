@@ -32,9 +32,20 @@ def test_smollm2_train_and_predict(tmp_path):
                    backend={"dtype": "auto"})
     from ftlab_local_peft.backend import LocalPeftBackend
 
-    backend = LocalPeftBackend(cfg, Recorder(tmp_path / "run").ctx)
+    rec = Recorder(tmp_path / "run")
+    backend = LocalPeftBackend(cfg, rec.ctx)
     prompt = make_prompt(cfg)
     result = backend.train(TrainJob(train=make_examples(4), eval=(), prompt=prompt, out_dir=tmp_path / "out"))
+    # the weights and tokenizer a run used are identified for the manifest (``model.*`` tags)
+    import hashlib
+
+    from ftlab_local_peft.loading import gguf_location
+
+    path = "/".join(gguf_location(GGUF["package"], GGUF["file"]))
+    assert rec.tags["model.path"] == path
+    with open(path, "rb") as fh:
+        assert rec.tags["model.sha256"] == hashlib.sha256(fh.read()).hexdigest()
+    assert len(rec.tags["model.tokenizer_sha256"]) == 64 and "model.chat_template_sha256" in rec.tags
     assert [h["step"] for h in result.history] == [1, 2]
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
     ex = make_examples(2, "eval", seed=1)
@@ -65,6 +76,7 @@ def test_dequantised_cache_loads_the_same_model(tmp_path, monkeypatch):
     ids = tok(a, add_special_tokens=False)["input_ids"]
     assert ids == tok2(a, add_special_tokens=False)["input_ids"]
     assert (tok.eos_token_id, tok.pad_token_id) == (tok2.eos_token_id, tok2.pad_token_id)
+    assert loading.model_identity(cfg.model, tok) == loading.model_identity(cfg.model, tok2)  # same record
     with torch.inference_mode():
         la = first(input_ids=torch.tensor([ids])).logits
         lb = second(input_ids=torch.tensor([ids])).logits

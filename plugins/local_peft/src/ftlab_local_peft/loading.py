@@ -6,7 +6,10 @@ Everything here is imported lazily by the backend, so torch at module top is fin
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 from pathlib import Path
@@ -99,19 +102,50 @@ def build_tiny_model(tiny, vocab_size: int):
     return model
 
 
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, hashed once per process (and again if its size or mtime changes)."""
+    st = Path(path).stat()
+    return _file_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def model_identity(model_cfg, tokenizer) -> dict[str, str]:
+    """What identifies the weights and the tokenizer a run used, for the manifest (``model.*`` tags).
+
+    A file-based model gives its path and sha256; every model gives its tokenizer's sha256 (of the
+    serialised tokenizer: vocabulary, merges, normaliser, special tokens) and its chat template's."""
+    out: dict[str, str] = {}
+    source = enum_value(model_cfg.source)
+    if source == SOURCE_GGUF:
+        folder, file = gguf_location(model_cfg.package, model_cfg.file)
+        out["model.path"] = str(Path(folder) / file)
+    elif source == SOURCE_DIR and model_cfg.file:
+        out["model.path"] = str(resolve(model_cfg.path) / model_cfg.file)
+    if "model.path" in out:
+        out["model.sha256"] = file_sha256(Path(out["model.path"]))
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    out["model.tokenizer_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    if getattr(tokenizer, "chat_template", None):
+        out["model.chat_template_sha256"] = hashlib.sha256(str(tokenizer.chat_template).encode()).hexdigest()
+    return out
+
+
 def gguf_cache_dir(gguf_path: Path) -> Path:
     """Where the dequantised copy of ``gguf_path`` lives: keyed by the file's sha256 and the
     transformers and torch versions (a new release may convert differently)."""
-    import hashlib
-
     import transformers
 
-    h = hashlib.sha256()
-    with open(gguf_path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
     base = Path(os.environ.get("FTLAB_CACHE_DIR") or Path.home() / ".cache" / "ftlab")
-    return base / "models" / f"{h.hexdigest()[:24]}-tf{transformers.__version__}-pt{torch.__version__}"
+    return base / "models" / f"{file_sha256(gguf_path)[:24]}-tf{transformers.__version__}-pt{torch.__version__}"
 
 
 def _gguf_cached(model_cfg) -> Path | None:
