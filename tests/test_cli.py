@@ -57,6 +57,8 @@ def test_plugins_lists_backends_with_package_and_version():
     res = ftlab("plugins")
     assert res.returncode == 0
     assert "local_peft" in res.stdout and "ftlab-local-peft" in res.stdout and "0.1.0" in res.stdout
+    assert "local_peft: eval.decoding.mode: score_labels, generate; train.method: none, lora, lora_cls" \
+        in res.stdout  # the declared capabilities
 
 
 def test_cfg_job_shows_the_composed_config():

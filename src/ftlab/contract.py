@@ -5,6 +5,11 @@ Everything crossing the boundary is a frozen dataclass, and a trained model is a
 (adapter directory, or BigQuery model id + job id), never a live object, so a later process can
 resume or replay from it. Scoring never happens in a backend: it returns raw text and the host's
 parser and evaluator turn that into numbers, the same way for every backend.
+
+A backend also declares what it supports (:class:`Capabilities`, passed to ``register``): the host
+refuses an unsupported choice when the config is validated, or applies and records a documented
+:class:`Fallback`, so no choice is silently ignored. Optional parts of the protocol
+(:class:`NativeEvaluator`) are switched on by a capability flag, never found by duck typing.
 """
 
 from __future__ import annotations
@@ -133,6 +138,61 @@ class RunContext:
     log_artifact: Callable[[Path, Optional[str]], None] = lambda path, artifact_path=None: None
 
 
+@dataclass(frozen=True)
+class Fallback:
+    """A documented substitute for a choice the backend cannot honour: applied and recorded, not refused.
+
+    The host applies it when ``key`` is set to ``requested``; the run records it as the MLflow tag
+    ``ftlab.fallback.<key>``, in ``manifest.json`` under ``fallbacks`` and prints it.
+    """
+
+    key: str
+    """Dotted config key, e.g. ``eval.decoding.mode``."""
+    requested: str
+    """The configured value this fallback replaces, e.g. ``score_labels``."""
+    used: str
+    """What the backend does instead, e.g. ``generate``."""
+    reason: str
+    """One sentence: why, and what it means for the numbers."""
+
+    def describe(self) -> str:
+        return f"{self.key}={self.requested} → {self.used}: {self.reason}"
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "requested": self.requested, "used": self.used, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend supports; the 4th argument of ``register`` in ``ftlab_register_backends``.
+
+    ``None`` for a choice means *not declared*: the host checks nothing for it (a backend that
+    registers no capabilities at all behaves as before capabilities existed). A declared tuple is
+    checked when the config is validated: a value outside it is an error naming the key, the value,
+    the backend and what it supports, unless ``fallbacks`` has an entry for that key and value.
+    """
+
+    decoding_modes: Optional[tuple[str, ...]] = None
+    """``eval.decoding.mode`` values the backend honours (``generate``, ``score_labels``)."""
+    train_methods: Optional[tuple[str, ...]] = None
+    """``train.method`` values the backend honours (``none``, ``lora``, ``lora_cls``)."""
+    fallbacks: tuple[Fallback, ...] = ()
+    """Documented substitutes for unsupported values (applied and recorded instead of an error)."""
+    native_evaluate: bool = False
+    """The backend implements :class:`NativeEvaluator`; the host calls it after each evaluation."""
+
+    def supported(self, key: str) -> Optional[tuple[str, ...]]:
+        """The declared values for a checked config key (``None`` = not declared)."""
+        return {"eval.decoding.mode": self.decoding_modes, "train.method": self.train_methods}[key]
+
+    def fallback(self, key: str, value: str) -> Optional[Fallback]:
+        return next((f for f in self.fallbacks if f.key == key and f.requested == value), None)
+
+
+CHECKED_KEYS: tuple[str, ...] = ("eval.decoding.mode", "train.method")
+"""Config keys a backend's :class:`Capabilities` can restrict."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Train and predict; built by a registered factory ``factory(cfg, ctx) -> Backend``.
@@ -151,3 +211,16 @@ class Backend(Protocol):
         self, model: ModelRef, examples: Sequence[Example], prompt: Any, decoding: Decoding
     ) -> Predictions:
         """Answer every example, in order, one :class:`Prediction` each (same ``id``)."""
+
+
+@runtime_checkable
+class NativeEvaluator(Protocol):
+    """Optional part of the protocol: the backend's own metrics, beside the host's (never the headline).
+
+    Declare it with ``Capabilities(native_evaluate=True)``; the host then calls it once per evaluated
+    stage and split, after scoring the predictions, and logs each key as
+    ``native/<stage>/<split>/<key>`` (e.g. BigQuery's ``ML.EVALUATE`` rows, flattened).
+    """
+
+    def native_evaluate(self, model: ModelRef, examples: Sequence[Example], prompt: Any) -> Mapping[str, float]:
+        """Metrics of ``model`` on ``examples`` as the backend computes them (``{key: float}``)."""

@@ -13,12 +13,15 @@ hookspec = pluggy.HookspecMarker("ftlab")
 
 @hookspec
 def ftlab_register_backends(register):
-    """Offer backends: call ``register(name, factory, schema)`` once for each.
+    """Offer backends: call ``register(name, factory, schema, capabilities=None)`` once for each.
 
     :param register: takes a backend name (``[a-z0-9_]+``), a factory ``factory(cfg, ctx)``
-        returning an object that satisfies :class:`ftlab.contract.Backend`, and the backend's
+        returning an object that satisfies :class:`ftlab.contract.Backend`, the backend's
         config dataclass (a subclass of :class:`ftlab.config.BackendConfig` whose ``name``
-        defaults to the backend name). The schema is stored as config option ``backend/<name>``.
+        defaults to the backend name) and, optionally, an :class:`ftlab.contract.Capabilities`
+        (decoding modes, training methods, documented fallbacks, native evaluation) that the host
+        checks every config against; without it nothing is checked. The schema is stored as
+        config option ``backend/<name>``.
     Called once when the plugin manager starts, before any config is composed.
     """
 

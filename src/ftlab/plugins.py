@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 import pluggy
 
 from ftlab import hookspecs
+from ftlab.contract import Capabilities
 
 DEFAULT_PLUGINS: tuple[str, ...] = ("ftlab.builtin",)
 ENTRY_POINT_GROUP = "ftlab"
@@ -39,6 +40,8 @@ class BackendInfo:
     distribution: str
     """Package that provides it, e.g. ``ftlab-local-peft``."""
     version: str
+    capabilities: Optional[Capabilities] = None
+    """What the backend declared it supports; ``None`` = nothing declared (nothing is checked)."""
 
 
 def did_you_mean(word: str, options) -> str:
@@ -104,14 +107,18 @@ class Plugins:
         for impl in self.pm.hook.ftlab_register_backends.get_hookimpls():
             plugin_name = self.pm.get_name(impl.plugin) or "?"
 
-            def register(name: str, factory, schema, _plugin=plugin_name) -> None:
+            def register(name: str, factory, schema, capabilities: Optional[Capabilities] = None,
+                         _plugin=plugin_name) -> None:
                 if not _NAME.match(name):
                     raise PluginError(f"plugin {_plugin!r} registers invalid backend name {name!r}")
                 if name in found:
                     raise PluginError(f"backend {name!r} registered twice: by {found[name].plugin!r} "
                                       f"and {_plugin!r}")
+                if capabilities is not None and not isinstance(capabilities, Capabilities):
+                    raise PluginError(f"plugin {_plugin!r} registers backend {name!r} with capabilities of "
+                                      f"type {type(capabilities).__name__}; pass ftlab.contract.Capabilities")
                 dist, version = self._dists.get(_plugin, ("?", "?"))
-                found[name] = BackendInfo(name, factory, schema, _plugin, dist, version)
+                found[name] = BackendInfo(name, factory, schema, _plugin, dist, version, capabilities)
 
             impl.function(register=register)
         self._backends = found

@@ -20,11 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 from ftlab import evaluate as ev
 from ftlab import manifest, plots
 from ftlab.config import RunConfig, Stage
-from ftlab.config.compose import validate
-from ftlab.contract import Decoding, ModelRef, Prediction, Predictions, RunContext, TrainJob
+from ftlab.config.compose import check_capabilities, decoding_for, validate
+from ftlab.contract import (Capabilities, ModelRef, NativeEvaluator, Prediction, Predictions, RunContext,
+                            TrainJob)
 from ftlab.data import load_splits, skipped_summary
 from ftlab.paths import atomic_open, atomic_write_text
-from ftlab.plugins import get_plugins
+from ftlab.plugins import PluginError, get_plugins
 from ftlab.prompt import make_prompt
 from ftlab.tracking.mlflow_tracker import Tracker, TrackingError, flatten
 from ftlab.tracking.redact import redact_config, redact_uri
@@ -80,6 +81,8 @@ class Run:
         """Tags added at start, e.g. ``mlflow.parentRunId`` for a job of a sweep."""
         self.runtime: dict[str, str] = {}
         """What the backend reported about how it runs (its tags), shown in the closing summary."""
+        self.fallbacks = check_capabilities(cfg, self.plugins)
+        """Documented fallbacks the backend applies to this config (tagged, in the manifest, printed)."""
 
     # -- helpers -----------------------------------------------------------------------------------
     def _save_state(self) -> None:
@@ -96,8 +99,7 @@ class Run:
                 log.info("resume: %s predictions read back from %s", key, out)
             else:
                 t0 = time.perf_counter()
-                preds = self.backend.predict(ref, examples, self.prompt,
-                                             Decoding.from_config(cfg.eval.decoding))
+                preds = self.backend.predict(ref, examples, self.prompt, decoding_for(cfg, self.fallbacks))
                 self.tracker.log_metrics({f"time/predict_{stage}_{split}_s": time.perf_counter() - t0})
                 # "cost/bytes_billed" → "cost/base/eval/bytes_billed"
                 self.tracker.log_metrics({
@@ -108,9 +110,8 @@ class Run:
             self.tracker.log_metrics(ev.metric_dict(scored, self.prompt.labels))
             for f in ev.write_files(scored, examples, self.prompt.labels, out):
                 self.tracker.log_artifact(f, f"eval/{stage}/{split}")
-            native = getattr(self.backend, "native_evaluate", None)
-            if native is not None and key not in self.state.get("native", []):
-                nm = native(ref, examples, self.prompt)
+            if self.native and key not in self.state.get("native", []):
+                nm = self.backend.native_evaluate(ref, examples, self.prompt)
                 self.tracker.log_metrics({f"native/{stage}/{split}/{k}": v for k, v in nm.items()})
                 self.state.setdefault("native", []).append(key)
             if key not in self.state.setdefault("evaluated", []):
@@ -203,6 +204,7 @@ class Run:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / "config.yaml", self.yaml)
         man = manifest.build(self.yaml, self.splits, self.prompt, cfg.data.labels, cfg)
+        man["fallbacks"] = [f.to_json() for f in self.fallbacks]
         atomic_write_text(self.run_dir / "manifest.json", json.dumps(man, indent=1))
         atomic_write_text(self.run_dir / "labels.json", json.dumps(ev.slug_map(cfg.data.labels), indent=1))
         t = cfg.tracking
@@ -211,9 +213,12 @@ class Run:
         self.tracker.start({"ftlab.backend": cfg.backend.name, "ftlab.model": cfg.model.name,
                             "ftlab.run_dir": str(self.run_dir), "mlflow.source.git.commit":
                             man["git"]["sha"], "ftlab.prompt_sha256": man["prompt_sha256"],
-                            "ftlab.label_set_sha256": man["label_set_sha256"], **self.extra_tags},
+                            "ftlab.label_set_sha256": man["label_set_sha256"], **self.extra_tags,
+                            **{f"ftlab.fallback.{f.key}": f.describe()[:5000] for f in self.fallbacks}},
                            resume=bool(cfg.resume))
         self.plugins.run_started(cfg, self.run_dir)
+        for f in self.fallbacks:
+            log.warning("backend %s: fallback %s", cfg.backend.name, f.describe())
         try:
             if "params_logged" not in self.state:
                 self.tracker.log_params(flatten(OmegaConf.to_container(OmegaConf.create(self.yaml))))
@@ -224,6 +229,10 @@ class Run:
             ctx = RunContext(self.run_dir, self.tracker.log_metrics, self._backend_tags,
                              self.tracker.log_artifact)
             self.backend = info.factory(cfg, ctx)
+            self.native = (info.capabilities or Capabilities()).native_evaluate
+            if self.native and not isinstance(self.backend, NativeEvaluator):
+                raise PluginError(f"backend {info.name!r} declares native_evaluate but has no "
+                                  f"native_evaluate(model, examples, prompt) method")
             tuned: Optional[ModelRef] = (ModelRef.from_json(self.state["trained"]) if "trained" in self.state
                                          else None)
             for stage in self.stages:
@@ -271,9 +280,11 @@ class Run:
         last = tuned or base
         if last is not None:
             closing_table(base, tuned, self.prompt.labels, self.comparisons.get(split))
+            headline = {f"{last.stage}_macro_f1": last.strict.macro_f1}
         if self.runtime:
             print("backend: " + "; ".join(f"{k}={v}" for k, v in sorted(self.runtime.items())))
-            headline = {f"{last.stage}_macro_f1": last.strict.macro_f1}
+        for f in self.fallbacks:
+            print(f"fallback ({self.cfg.backend.name}): {f.describe()}")
         self.tracker.end("FINISHED")
         self.plugins.run_finished(self.cfg, self.run_dir, {"status": "FINISHED", **headline})
         print(f"run folder: {self.run_dir}")

@@ -188,3 +188,29 @@ def test_bad_backend_options_fail_by_name(override, message):
     with pytest.raises(ConfigError) as err:
         validate(compose(["+experiment=mtsamples17_tfidf", override]))
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    ([], [("train.method", "lora", "tfidf")]),  # the default train group: recorded, not silent
+    (["train.method=lora_cls", "eval.decoding.mode=generate"],
+     [("eval.decoding.mode", "generate", "score_labels"), ("train.method", "lora_cls", "tfidf")]),
+    (["train.method=none"], []),
+])
+def test_declared_capabilities_record_what_tfidf_does_instead(overrides, expected):
+    from ftlab.config.compose import check_capabilities, compose, validate
+    from ftlab.plugins import get_plugins
+
+    cfg = validate(compose(["+experiment=mtsamples17_tfidf", *overrides]))
+    assert [(f.key, f.requested, f.used) for f in check_capabilities(cfg, get_plugins())] == expected
+
+
+def test_train_method_none_keeps_the_majority_class(tmp_path):
+    from ftlab.config.compose import compose, validate
+    from ftlab.contract import Example, RunContext, TrainJob
+    from ftlab_tfidf.backend import TfidfBackend
+
+    cfg = validate(compose(["+experiment=mtsamples17_tfidf", "train.method=none"]))
+    backend = TfidfBackend(cfg, RunContext(tmp_path))
+    exs = tuple(Example(id=f"t-{i}", text=r["input_text"], label=r["output_text"]) for i, r in enumerate(_rows(8, 1)))
+    trained = backend.train(TrainJob(exs, exs, None, tmp_path))
+    assert trained.model == backend.base_model() and not list(tmp_path.iterdir())

@@ -18,8 +18,28 @@ def main(args: Sequence[str]) -> int:
     for row in plugins.plugin_table():
         t.add_row(*row)
     Console().print(t)
+    print("capabilities (checked when a config is validated; docs/plugin_hooks.md):")
+    for name, info in sorted(plugins.backends().items()):
+        print(f"  {name}: {describe(info.capabilities)}")
     others = [n for n, _ in plugins.pm.list_name_plugin()
               if n not in {r[1] for r in plugins.plugin_table()}]
     if others:
         print("other plugins: " + ", ".join(sorted(others)))
     return 0
+
+
+def describe(caps) -> str:
+    """One line: the declared values of each checked key, the fallbacks, native evaluation."""
+    from ftlab.contract import CHECKED_KEYS
+
+    if caps is None:
+        return "not declared (nothing is checked)"
+    parts = []
+    for key in CHECKED_KEYS:
+        values = caps.supported(key)
+        subs = [f"{f.requested} → {f.used}" for f in caps.fallbacks if f.key == key]
+        parts.append(f"{key}: {', '.join(values) if values is not None else 'any'}"
+                     + (f" (fallback {'; '.join(subs)})" if subs else ""))
+    if caps.native_evaluate:
+        parts.append("native_evaluate")
+    return "; ".join(parts)

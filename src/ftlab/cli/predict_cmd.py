@@ -94,10 +94,12 @@ def predict_rows(cfg, backend, model, prompt, rows, show_progress: bool = True) 
     from rich.console import Console
     from rich.progress import Progress
 
-    from ftlab.contract import UNPARSEABLE, Decoding, Example
+    from ftlab.config.compose import check_capabilities, decoding_for
+    from ftlab.contract import UNPARSEABLE, Example
+    from ftlab.plugins import get_plugins
 
     d = cfg.eval.decoding
-    decoding = Decoding.from_config(d)
+    decoding = decoding_for(cfg, check_capabilities(cfg, get_plugins()))  # as the run did
     text_col, label_col = cfg.data.text_column, cfg.data.label_column
     examples = [Example(id=f"predict-{n}", text=row[text_col], label=str(row.get(label_col, "")),
                         source=f"line {n}") for n, row in rows]

@@ -10,6 +10,7 @@ from typing import Any, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ftlab.config.run import RunConfig
+from ftlab.contract import CHECKED_KEYS, Decoding, Fallback
 from ftlab.plugins import did_you_mean
 
 SCHEMA_NAME = "ftlab_schema"
@@ -152,9 +153,52 @@ def validate(cfg: DictConfig | dict, plugins=None) -> RunConfig:
     if unknown:
         raise ConfigError(unknown_key_message(unknown[0], plugins or _maybe_plugins(), unknown[1]))
     try:
-        return OmegaConf.to_object(node)
+        typed = OmegaConf.to_object(node)
     except Exception as exc:
         raise ConfigError(explain(exc)) from exc
+    check_capabilities(typed, plugins or _maybe_plugins())
+    return typed
+
+
+def _choice(cfg: RunConfig, key: str) -> str:
+    value: Any = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return str(getattr(value, "value", value))
+
+
+def check_capabilities(cfg: RunConfig, plugins=None) -> tuple[Fallback, ...]:
+    """The documented fallbacks ``cfg`` needs on its backend (empty: it honours every choice).
+
+    A choice the backend declares no support and no fallback for is a :class:`ConfigError` naming
+    the key, the value, the backend and what it supports. A backend that declared no capabilities
+    (or a key it left undeclared) is not checked.
+    """
+    info = plugins.backends().get(cfg.backend.name) if plugins is not None else None
+    caps = info.capabilities if info is not None else None
+    if caps is None:
+        return ()
+    used = []
+    for key in CHECKED_KEYS:
+        supported, value = caps.supported(key), _choice(cfg, key)
+        if supported is None or value in supported:
+            continue
+        fallback = caps.fallback(key, value)
+        if fallback is None:
+            raise ConfigError(
+                f"{key}={value} is not supported by backend {cfg.backend.name!r}; it supports {key}: "
+                f"{', '.join(supported) or 'no value'} (choose one of those, or another backend)")
+        used.append(fallback)
+    return tuple(used)
+
+
+def decoding_for(cfg: RunConfig, fallbacks: Sequence[Fallback] = ()) -> Decoding:
+    """``cfg.eval.decoding`` as handed to the backend, with a decoding-mode fallback applied."""
+    d = Decoding.from_config(cfg.eval.decoding)
+    for f in fallbacks:
+        if f.key == "eval.decoding.mode":
+            d = dataclasses.replace(d, mode=f.used)
+    return d
 
 
 def _maybe_plugins():

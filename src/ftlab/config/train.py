@@ -43,7 +43,7 @@ class TrainConfig:
     """How to tune."""
 
     method: TrainMethod = TrainMethod.lora
-    """lora (generative), lora_cls (LoRA + classification head) or none."""
+    """lora (generative), lora_cls (LoRA + classification head) or none. Each backend declares the methods it supports (`ftlab plugins`); another method fails at validation, unless the backend documents a fallback (tfidf: lora → its own classifier fit), which the run applies, prints and tags as `ftlab.fallback.train.method`."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA shape (method=lora or lora_cls)."""
     epochs: float = 1.0

@@ -171,7 +171,12 @@ class BqmlBackend:
 
     # -- train -----------------------------------------------------------------------------------
     def train(self, job: TrainJob) -> TrainedModel:
-        """Submit (or re-attach to) the tuning job, poll it to the end, return the tuned model."""
+        """Submit (or re-attach to) the tuning job, poll it to the end, return the tuned model.
+
+        ``train.method=none`` tunes nothing and returns the base model (as local_peft does)."""
+        method = getattr(getattr(self.run_cfg, "train", None), "method", None)
+        if getattr(method, "value", method) == "none":
+            return TrainedModel(model=self.base_model())
         from google.api_core import exceptions
 
         start = self.runner.stats.snapshot()

@@ -7,6 +7,7 @@ from typing import Optional
 
 from ftlab import hookimpl
 from ftlab.config import BackendConfig
+from ftlab.contract import Capabilities, Fallback
 
 from ftlab_bqml import validate as v
 
@@ -117,6 +118,18 @@ def _factory(cfg, ctx):
     return BqmlBackend(cfg, ctx)
 
 
+CAPABILITIES = Capabilities(
+    decoding_modes=("generate",),
+    train_methods=("none", "lora"),
+    fallbacks=(Fallback("eval.decoding.mode", "score_labels", "generate",
+                        "ML.GENERATE_TEXT returns text, not label log-likelihoods, so BigQuery generates "
+                        "the answer and the host's parser maps it to a label (it can be unparseable)"),),
+    native_evaluate=True)
+"""What BigQuery ML can do: free generation only (score_labels falls back to generate, recorded as
+tag ``ftlab.fallback.eval.decoding.mode``), supervised tuning (``lora``: Vertex AI's parameter-efficient
+tuning; ``train.lora.*`` is not sent) or none, and ``ML.EVALUATE`` as native evaluation."""
+
+
 @hookimpl
 def ftlab_register_backends(register):
-    register("bqml", _factory, BqmlConfig)
+    register("bqml", _factory, BqmlConfig, CAPABILITIES)

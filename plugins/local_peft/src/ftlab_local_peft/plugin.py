@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ftlab import hookimpl
 from ftlab.config import BackendConfig
+from ftlab.contract import Capabilities
 
 
 @dataclass
@@ -79,6 +80,11 @@ def _factory(cfg, ctx):
     return LocalPeftBackend(cfg, ctx)
 
 
+CAPABILITIES = Capabilities(decoding_modes=("score_labels", "generate"),
+                            train_methods=("none", "lora", "lora_cls"))
+"""Both decoding modes and every training method; no native evaluation (the host's is the only one)."""
+
+
 @hookimpl
 def ftlab_register_backends(register):
-    register("local_peft", _factory, LocalPeftConfig)
+    register("local_peft", _factory, LocalPeftConfig, CAPABILITIES)

@@ -47,6 +47,8 @@ class TfidfBackend:
         from sklearn.linear_model import LogisticRegression
         from sklearn.svm import LinearSVC
 
+        if getattr(self.cfg.train.method, "value", self.cfg.train.method) == "none":
+            return TrainedModel(model=self.base_model())  # train.method=none: keep the majority class
         bc, t0 = self.cfg.backend, time.perf_counter()
         opts = {"format": 1, "ngram_max": bc.ngram_max, "min_df": bc.min_df, "sublinear_tf": bc.sublinear_tf,
                 "classifier": bc.classifier.value, "C": bc.C, "class_weight": bc.class_weight.value}

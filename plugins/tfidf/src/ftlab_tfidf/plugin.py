@@ -7,6 +7,7 @@ from enum import Enum
 
 from ftlab import hookimpl
 from ftlab.config import BackendConfig
+from ftlab.contract import Capabilities, Fallback
 
 
 class Classifier(Enum):
@@ -54,6 +55,19 @@ def _factory(cfg, ctx):
     return TfidfBackend(cfg, ctx)
 
 
+_NO_LORA = ("tfidf has no language model to adapt: train fits TF-IDF + a linear classifier with the "
+            "backend.* options and uses no train.* key")
+CAPABILITIES = Capabilities(
+    decoding_modes=("score_labels",),
+    train_methods=("none",),
+    fallbacks=(Fallback("eval.decoding.mode", "generate", "score_labels",
+                        "tfidf generates no text: it answers the label with the highest classifier score"),
+               Fallback("train.method", "lora", "tfidf", _NO_LORA),
+               Fallback("train.method", "lora_cls", "tfidf", _NO_LORA)))
+"""tfidf ranks the labels (score_labels; generate falls back to it); train.method=none keeps the
+majority-class base model, lora and lora_cls fall back to fitting the classifier (recorded as tags)."""
+
+
 @hookimpl
 def ftlab_register_backends(register):
-    register("tfidf", _factory, TfidfConfig)
+    register("tfidf", _factory, TfidfConfig, CAPABILITIES)

@@ -1,0 +1,24 @@
+"""What local_peft declares: both decoding modes and every training method, no fallback, no native eval."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize("mode", ["score_labels", "generate"])
+@pytest.mark.parametrize("method", ["none", "lora", "lora_cls"])
+def test_every_mode_and_method_is_honoured_without_fallback(mode, method):
+    from ftlab.config.compose import check_capabilities, compose, validate
+    from ftlab.plugins import get_plugins
+
+    cfg = validate(compose(["backend=local_peft", f"eval.decoding.mode={mode}", f"train.method={method}"]))
+    assert check_capabilities(cfg, get_plugins()) == ()
+
+
+def test_declared_capabilities():
+    from ftlab.plugins import get_plugins
+
+    caps = get_plugins().backend("local_peft").capabilities
+    assert set(caps.decoding_modes) == {"score_labels", "generate"}
+    assert set(caps.train_methods) == {"none", "lora", "lora_cls"}
+    assert not caps.fallbacks and not caps.native_evaluate
