@@ -26,6 +26,7 @@ class EchoConfig(BackendConfig):
 class Recorder:
     def __init__(self):
         self.calls = []
+        self.summaries = []
 
     @hookimpl
     def ftlab_register_backends(self, register):
@@ -42,6 +43,7 @@ class Recorder:
     @hookimpl
     def ftlab_run_finished(self, summary):  # fewer arguments than the spec: allowed
         self.calls.append(("finished", summary["status"]))
+        self.summaries.append(summary)
 
 
 @pytest.fixture
@@ -94,6 +96,22 @@ def test_hook_ftlab_run_finished(fake_backend, tmp_path):
     finally:
         fake_backend.unregister("recorder")
     assert rec.calls[-1] == ("finished", "FAILED")
+
+
+def test_run_finished_summary_carries_the_headline(fake_backend, tmp_path):
+    """A backend that reports no runtime tags (the fake) still gets the headline in the summary."""
+    rec = Recorder()
+    fake_backend.register(rec, name="recorder")
+    try:
+        from ftlab.config.compose import compose
+        from ftlab.runner import run
+
+        f1 = run(compose(["+experiment=smoke", "backend=fake", "stages=[evaluate_base]"], fake_backend),
+                 run_dir=tmp_path / "r", plugins=fake_backend)
+    finally:
+        fake_backend.unregister("recorder")
+    assert rec.calls[-1] == ("finished", "FINISHED")
+    assert rec.summaries[-1]["base_macro_f1"] == f1
 
 
 def test_every_hook_has_a_test_and_docs():
