@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import binomtest
 
 from ftlab.contract import UNPARSEABLE
-from ftlab.metrics.classification import classification_report
-from ftlab.metrics.compare import _macro_f1_fast, paired_compare
+from ftlab.metrics.classification import classification_report, macro_f1_codes
+from ftlab.metrics.compare import paired_compare
 
 LABELS = ["a", "b", "c", "d"]
 
@@ -22,12 +22,16 @@ def _case(seed=0, n=200):
     return truth, base, tuned
 
 
-def test_fast_macro_f1_equals_report():
-    truth, base, _ = _case(1)
-    code = {lab: i for i, lab in enumerate(LABELS)}
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_macro_f1_equals_the_report_exactly(seed):
+    """The bootstrap's macro_f1_codes and classification_report share one formula: same float."""
+    truth, base, tuned = _case(seed, n=30 + 17 * seed)
+    labels = LABELS + ["never_seen"]  # a configured label absent from truth and predictions
+    code = {lab: i for i, lab in enumerate(labels)}
     t = np.array([code[x] for x in truth])
-    p = np.array([code.get(x, 4) for x in base])
-    assert _macro_f1_fast(t, p, 4) == pytest.approx(classification_report(truth, base, LABELS).macro_f1)
+    for pred in (base, tuned, [UNPARSEABLE] * len(truth), ["a"] * len(truth)):
+        p = np.array([code.get(x, len(labels)) for x in pred])
+        assert macro_f1_codes(t, p, len(labels)) == classification_report(truth, pred, labels).macro_f1
 
 
 def test_delta_ci_and_mcnemar():

@@ -142,3 +142,21 @@ def test_module_entry_point_serves_on_localhost():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_fake_ml_evaluate_numbers_are_the_host_evaluator_s():
+    """Hand-computed ML.EVALUATE rows; the backend's native macro-F1 equals the host's on them."""
+    from ftlab.contract import UNPARSEABLE
+    from ftlab.metrics.classification import classification_report
+    from ftlab_bqml.backend import flatten_evaluation
+    from ftlab_bqml.fake.models import classification_rows
+
+    truth, answers = ["A", "A", "B", "C"], [" A", "B", "B\n", "junk"]
+    rows = classification_rows(truth, answers, 4)
+    assert [r["label"] for r in rows] == ["A", "B", "C"]
+    got = [v for r in rows for v in (r["precision"], r["recall"], r["f1_score"])]
+    assert got == pytest.approx([1.0, 0.5, 2 / 3, 0.5, 1.0, 2 / 3, 0.0, 0.0, 0.0])
+    native = flatten_evaluation(rows)
+    assert native["macro_f1"] == pytest.approx(4 / 9) and native["num_total_rows"] == 4
+    host = classification_report(truth, ["A", "B", "B", UNPARSEABLE], ["A", "B", "C"]).macro_f1
+    assert native["macro_f1"] == host

@@ -12,6 +12,11 @@ Conventions (checked against scikit-learn in tests):
   unparseable answers); **weighted** weights each present label by its true support.
 - **lenient**: when a row carries several acceptable labels, a prediction inside that set is
   correct; per-class counts then use the predicted label as the row's truth.
+
+This module is the tree's only F1 implementation: :func:`prf_from_counts` is the formula,
+:func:`macro_average` the averaging rule; :func:`classification_report` (labels) and
+:func:`macro_f1_codes` (integer codes, vectorised for bootstrap loops) both use them, and the
+fake BigQuery server and the plugins' test helpers import them.
 """
 
 from __future__ import annotations
@@ -65,8 +70,31 @@ def _div(a: float, b: float) -> float:
     return float(a) / float(b) if b else 0.0
 
 
-def _f1(p: float, r: float) -> float:
-    return 2 * p * r / (p + r) if (p + r) else 0.0
+def prf_from_counts(tp: np.ndarray, support: np.ndarray,
+                    predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and F1 from float count arrays; 0/0 gives 0."""
+    zeros = np.zeros_like(tp, dtype=float)
+    p = np.divide(tp, predicted, out=zeros.copy(), where=predicted > 0)
+    r = np.divide(tp, support, out=zeros.copy(), where=support > 0)
+    s = p + r
+    return p, r, np.divide(2 * p * r, s, out=zeros, where=s > 0)
+
+
+def macro_average(values: np.ndarray, support: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean of per-class ``values`` over the labels present in the truth or the predictions."""
+    present = (support > 0) | (predicted > 0)
+    return float(values[present].mean()) if present.any() else 0.0
+
+
+def macro_f1_codes(true_idx: np.ndarray, pred_idx: np.ndarray, k: int) -> float:
+    """Macro-F1 of integer-coded labels (``0..k-1``; ``k`` = unparseable), vectorised.
+
+    Equals ``classification_report(...).macro_f1`` (tested); for loops such as the paired bootstrap.
+    """
+    tp = np.bincount(true_idx[true_idx == pred_idx], minlength=k + 1)[:k].astype(float)
+    support = np.bincount(true_idx, minlength=k + 1)[:k].astype(float)
+    predicted = np.bincount(pred_idx, minlength=k + 1)[:k].astype(float)
+    return macro_average(prf_from_counts(tp, support, predicted)[2], support, predicted)
 
 
 def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> np.ndarray:
@@ -93,23 +121,20 @@ def classification_report(y_true: Sequence[str], y_pred: Sequence[str], labels: 
     tp = np.diag(cm[:, :k]).astype(float)
     support = cm.sum(axis=1).astype(float)
     predicted = cm[:, :k].sum(axis=0).astype(float)
-    per_class = {}
-    for i, lab in enumerate(labels):
-        p, r = _div(tp[i], predicted[i]), _div(tp[i], support[i])
-        per_class[lab] = ClassMetrics(p, r, _f1(p, r), int(support[i]), int(predicted[i]))
-    present = [i for i in range(k) if support[i] > 0 or predicted[i] > 0]
-    f1s = np.array([per_class[labels[i]].f1 for i in present])
-    macro_p = float(np.mean([per_class[labels[i]].precision for i in present])) if present else 0.0
-    macro_r = float(np.mean([per_class[labels[i]].recall for i in present])) if present else 0.0
-    macro_f1 = float(f1s.mean()) if present else 0.0
-    total_tp = tp.sum()
-    micro_p, micro_r = _div(total_tp, predicted.sum()), _div(total_tp, support.sum())
+    p, r, f1 = prf_from_counts(tp, support, predicted)
+    per_class = {lab: ClassMetrics(float(p[i]), float(r[i]), float(f1[i]), int(support[i]), int(predicted[i]))
+                 for i, lab in enumerate(labels)}
+    present = (support > 0) | (predicted > 0)
     weights = support[present]
-    weighted = float(np.dot(f1s, weights) / weights.sum()) if present and weights.sum() else 0.0
+    weighted = float(np.dot(f1[present], weights) / weights.sum()) if weights.sum() else 0.0
+    # micro: the same formula on the counts pooled over the configured labels
+    micro_p, micro_r, micro_f1 = (float(x[0]) for x in prf_from_counts(
+        np.array([tp.sum()]), np.array([support.sum()]), np.array([predicted.sum()])))
     n = len(y_true)
     unparseable = int(sum(1 for p in y_pred if p == UNPARSEABLE))
-    return Report(labels, per_class, macro_p, macro_r, macro_f1, micro_p, micro_r,
-                  _f1(micro_p, micro_r), weighted, _div(total_tp, n), n, unparseable, cm)
+    return Report(labels, per_class, macro_average(p, support, predicted), macro_average(r, support, predicted),
+                  macro_average(f1, support, predicted), micro_p, micro_r, micro_f1, weighted,
+                  _div(tp.sum(), n), n, unparseable, cm)
 
 
 def lenient_truth(y_true: Sequence[str], y_pred: Sequence[str],

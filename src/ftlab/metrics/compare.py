@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ftlab.metrics.classification import classification_report, correct
+from ftlab.metrics.classification import classification_report, correct, macro_f1_codes
 
 
 @dataclass(frozen=True)
@@ -37,19 +37,6 @@ class PairedComparison:
                 "macro_f1_delta_ci_high": self.ci_high, "mcnemar_p": self.mcnemar_p,
                 "accuracy_delta": self.accuracy_delta, "only_base_correct": float(self.only_a_correct),
                 "only_tuned_correct": float(self.only_b_correct)}
-
-
-def _macro_f1_fast(true_idx: np.ndarray, pred_idx: np.ndarray, k: int) -> float:
-    """Macro-F1 with the conventions of classification_report, on integer codes (k = unparseable)."""
-    tp = np.bincount(true_idx[true_idx == pred_idx], minlength=k + 1)[:k].astype(float)
-    support = np.bincount(true_idx, minlength=k + 1)[:k].astype(float)
-    predicted = np.bincount(pred_idx, minlength=k + 1)[:k].astype(float)
-    present = (support > 0) | (predicted > 0)
-    if not present.any():
-        return 0.0
-    denom = support + predicted
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return float(f1[present].mean())
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:
@@ -79,7 +66,7 @@ def paired_compare(y_true: Sequence[str], pred_a: Sequence[str], pred_b: Sequenc
     deltas = np.empty(resamples)
     for r in range(resamples):
         idx = rng.integers(0, n, n)
-        deltas[r] = _macro_f1_fast(t[idx], b[idx], k) - _macro_f1_fast(t[idx], a[idx], k)
+        deltas[r] = macro_f1_codes(t[idx], b[idx], k) - macro_f1_codes(t[idx], a[idx], k)
     alpha = (1 - confidence) / 2
     lo, hi = (np.quantile(deltas, [alpha, 1 - alpha]) if resamples else (np.nan, np.nan))
     ca, cb = correct(y_true, pred_a), correct(y_true, pred_b)

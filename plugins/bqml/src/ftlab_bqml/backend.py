@@ -306,6 +306,11 @@ def flatten_evaluation(rows: list[dict]) -> dict[str, float]:
                 f1s.append(numeric["f1_score"])
         else:
             out.update(numeric)
-    if f1s:
-        out["macro_f1"] = sum(f1s) / len(f1s)
+    if f1s:  # one row per label in the truth: the host's macro rule over BigQuery's per-label F1s
+        import numpy as np
+
+        from ftlab.metrics.classification import macro_average
+
+        ones = np.ones(len(f1s))
+        out["macro_f1"] = macro_average(np.asarray(f1s, dtype=float), ones, ones)
     return out

@@ -56,12 +56,8 @@ def make_run_cfg(backend_cfg):
 
 
 def macro_f1(prompt: Prompt, examples, predictions) -> float:
-    truth = [ex.label for ex in examples]
+    """The host's strict macro-F1 of raw answers, parsed by the host's parser."""
+    from ftlab.metrics.classification import classification_report
+
     pred = [prompt.parse(p.raw_text) for p in predictions.items]
-    f1s = []
-    for label in sorted(set(truth)):
-        tp = sum(1 for t, p in zip(truth, pred) if t == p == label)
-        npred, ntrue = pred.count(label), truth.count(label)
-        prec, rec = (tp / npred if npred else 0.0), tp / ntrue
-        f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
-    return sum(f1s) / len(f1s)
+    return classification_report([ex.label for ex in examples], pred, prompt.labels).macro_f1

@@ -87,17 +87,16 @@ class TunedModel:
 
 
 def classification_rows(truth: list[str], predicted: list[str], n_ok: int) -> list[dict]:
-    """ML.EVALUATE classification output: one row per true label, exact match after trimming."""
+    """ML.EVALUATE classification output: one row per true label, exact match after trimming.
+
+    The numbers come from the host's evaluator (an answer that is no true label counts against its
+    row's label and for none), so the fake has no F1 code of its own."""
+    from ftlab.contract import UNPARSEABLE
+    from ftlab.metrics.classification import classification_report
+
     status = '{"num_successful_rows":%d,"num_total_rows":%d}' % (n_ok, len(truth))
-    pred = [p.strip() for p in predicted]
-    rows = []
-    for label in sorted(set(truth)):
-        tp = sum(1 for t, p in zip(truth, pred) if t == label and p == label)
-        npred = sum(1 for p in pred if p == label)
-        ntrue = sum(1 for t in truth if t == label)
-        precision = tp / npred if npred else 0.0
-        recall = tp / ntrue if ntrue else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"label": label, "precision": precision, "recall": recall, "f1_score": f1,
-                     "evaluation_status": status})
-    return rows
+    labels = sorted(set(truth))
+    pred = [p.strip() if p.strip() in labels else UNPARSEABLE for p in predicted]
+    report = classification_report(truth, pred, labels)
+    return [{"label": label, "precision": m.precision, "recall": m.recall, "f1_score": m.f1,
+             "evaluation_status": status} for label, m in report.per_class.items()]
