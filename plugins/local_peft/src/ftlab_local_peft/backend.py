@@ -158,12 +158,12 @@ class LocalPeftBackend:
             eval_p = [encoding.prompt_ids(tok, job.prompt, ex.text) for ex in job.eval] \
                 if self.cfg.train.eval_loss else []
             n_doc = self.cfg.backend.document_tokens
+            train_d = [encoding.document_ids(tok, ex.text, n_doc) for ex in job.train] if n_doc > 0 else None
+            eval_d = [encoding.document_ids(tok, ex.text, n_doc) for ex in job.eval] \
+                if n_doc > 0 and self.cfg.train.eval_loss else None  # as eval_p: only for the eval loss
             model, meta, history, metrics = classifier.train_cls(
                 self._base, train_p, eval_p, job, self.cfg, self.ctx, self.rt, self.pad_id,
-                self._states, self.cfg.backend.progress,
-                [encoding.document_ids(tok, ex.text, n_doc) for ex in job.train] if n_doc > 0 else None,
-                [encoding.document_ids(tok, ex.text, n_doc) for ex in job.eval] if n_doc > 0 else None,
-                self._doc_means)
+                self.cfg.backend.progress, train_d, eval_d, self._doc_means)
         else:
             model, history, metrics = training.train_lora(
                 self._base, self._tok, job, self.cfg, self.ctx, self.rt, self.end_id, self.pad_id)

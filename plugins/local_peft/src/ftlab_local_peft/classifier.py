@@ -223,7 +223,7 @@ def document_features(model, docs: Sequence[Sequence[int]], chunk: int, pad_id: 
 
 
 def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequence[Sequence[int]],
-              job, cfg, ctx, rt, pad_id: int, cache: StateCache, progress: bool,
+              job, cfg, ctx, rt, pad_id: int, progress: bool,
               train_docs: Sequence[Sequence[int]] | None = None,
               eval_docs: Sequence[Sequence[int]] | None = None, doc_cache: dict | None = None):
     """Attach a head, wrap the top layers with LoRA, tune on cached lower states; (model, meta, history, metrics)."""
@@ -238,7 +238,7 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
     labels = tuple(job.prompt.labels)
     seed_everything(tc.seed)
     k = split_layer(base, bc.train_layers)
-    doc_n, doc_chunk = (bc.document_tokens, bc.document_chunk_tokens) if train_docs is not None else (0, 512)
+    doc_n, doc_chunk = (bc.document_tokens if train_docs is not None else 0), bc.document_chunk_tokens
     attach_head(base, len(labels), bc.pooling, doc_n > 0)
     items = training_items(job, labels, enum_value(tc.multi_label))
     targets = torch.stack([t for _, t in items])
@@ -249,12 +249,15 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
         # the training rows' states live as long as training (not in the cache): ~2 GB for 383 rows
         states = lower_states(base, [train_prompts[r] for r, _ in items], k, bc.adapted_tokens, pad_id, rt,
                               tc.batch_size * 2, None, bar.update)
+    lower_s = time.perf_counter() - t0
     docs = eval_doc_feats = None
+    t0 = time.perf_counter()
     if doc_n > 0:
         docs = document_features(base, [train_docs[r] for r, _ in items], doc_chunk, pad_id, rt, doc_cache,
                                  progress)
         if tc.eval_loss and eval_prompts and eval_docs is not None:
             eval_doc_feats = document_features(base, eval_docs, doc_chunk, pad_id, rt, doc_cache, progress)
+    docs_s = time.perf_counter() - t0
     probe_s = 0.0
     if enum_value(bc.head_init) == "probe":
         t1 = time.perf_counter()
@@ -274,7 +277,6 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
         r=tc.lora.r, lora_alpha=tc.lora.alpha, lora_dropout=tc.lora.dropout,
         target_modules=list(tc.lora.target_modules), modules_to_save=[HEAD],
         layers_to_transform=list(range(k, num_layers(base)))))
-    lower_s = time.perf_counter() - t0
     eval_states = eval_targets = None
     if tc.eval_loss and eval_prompts:
         eval_targets = torch.zeros((len(job.eval), len(labels)))
@@ -307,7 +309,8 @@ def train_cls(base, train_prompts: Sequence[Sequence[int]], eval_prompts: Sequen
     task = Task([st.tokens for st in states], loss, lora_params + head_params,
                 eval_loss if eval_states is not None else None, groups)
     history, metrics = fit(model, task, job, cfg, ctx, rt)
-    metrics.update({"time/train_lower_states_s": lower_s, "time/train_probe_s": probe_s, "train/split_layer": float(k),
+    metrics.update({"time/train_lower_states_s": lower_s, "time/train_document_means_s": docs_s,
+                    "time/train_probe_s": probe_s, "train/split_layer": float(k),
                     "train/items": float(len(items))})
     return model, ClsMeta(labels, bc.pooling, k, bc.adapted_tokens, doc_n, doc_chunk), history, metrics
 
