@@ -51,6 +51,21 @@ def test_all_stages_recorded_in_mlflow_and_run_folder(run_experiment):
     assert junk and all(r["raw_text"] == "I am not sure." for r in junk)
     man = json.loads((run_dir / "manifest.json").read_text())
     assert man["data"]["eval"]["rows"] == 24 and len(man["prompt_sha256"]) == 64
+    # the overhead of tracking is measured: part of the run, not all of it, and its share adds up
+    assert 0 < m["time/tracking_s"] < m["time/run_wall_s"]
+    assert m["time/tracking_share"] == pytest.approx(m["time/tracking_s"] / m["time/run_wall_s"])
+
+
+def test_tracking_time_counts_every_logging_call(tmp_path):
+    from ftlab.tracking.mlflow_tracker import Tracker
+
+    tr = Tracker(tmp_path / "run", enabled=False, uri=None, experiment="x", run_name=None)
+    tr.start({})
+    after_start = tr.seconds
+    for i in range(200):
+        tr.log_metrics({"m": float(i)}, step=i)
+    assert tr.seconds > after_start  # the run folder's mirror (journal, metrics file) is counted
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 200
 
 
 def test_stage_selection_base_only(run_experiment):

@@ -196,6 +196,7 @@ class Run:
 
     # -- the run -----------------------------------------------------------------------------------
     def execute(self) -> float:
+        self._t0 = time.perf_counter()
         cfg = self.cfg
         info = self.plugins.backend(cfg.backend.name)
         self.splits = load_splits(cfg.data, cfg.eval.splits, need_train="train" in self.stages)
@@ -285,6 +286,12 @@ class Run:
             print("backend: " + "; ".join(f"{k}={v}" for k, v in sorted(self.runtime.items())))
         for f in self.fallbacks:
             print(f"fallback ({self.cfg.backend.name}): {f.describe()}")
+        if self.tracker.enabled:  # the overhead of MLflow logging (target: <= 2 % of the run)
+            wall = time.perf_counter() - self._t0
+            share = self.tracker.seconds / wall if wall > 0 else 0.0
+            self.tracker.log_metrics({"time/tracking_s": self.tracker.seconds, "time/run_wall_s": wall,
+                                      "time/tracking_share": share})
+            print(f"MLflow logging: {self.tracker.seconds:.1f} s of {wall:.0f} s ({100 * share:.1f} %)")
         self.tracker.end("FINISHED")
         self.plugins.run_finished(self.cfg, self.run_dir, {"status": "FINISHED", **headline})
         print(f"run folder: {self.run_dir}")

@@ -10,6 +10,7 @@ the artifacts are files beside it), one warning names the command that uploads i
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -48,6 +49,18 @@ def flatten(d: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _timed(method):
+    """Add the method's wall time to ``self.seconds`` (the tracking overhead a run reports)."""
+    @functools.wraps(method)
+    def timed(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+    return timed
+
+
 class Tracker:
     """One MLflow run, mirrored to ``run_dir``. Use as a context manager."""
 
@@ -64,8 +77,12 @@ class Tracker:
         self._metrics_file = run_dir / "metrics.jsonl"
         self.last_metrics: dict[str, float] = {}
         """Latest value of each metric logged by this process (a sweep's objective is read here)."""
+        self.seconds = 0.0
+        """Wall seconds spent in this tracker's public methods: MLflow calls (its import and the run's
+        creation included) and the run folder's mirror of them. Reported as ``time/tracking_s``."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
+    @_timed
     def start(self, tags: Mapping[str, str], resume: bool = False) -> None:
         """Create the MLflow run (or reopen the one recorded in the run folder when resuming)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +124,7 @@ class Tracker:
             {"run_id": self.run_id, "experiment_id": exp_id, "tracking_uri": redact_uri(self.uri)},
             indent=1))
 
+    @_timed
     def end(self, status: str = "FINISHED", error: Optional[str] = None) -> None:
         error = redact_text(error) if error else error
         if error:
@@ -139,6 +157,7 @@ class Tracker:
                         redact_text(str(exc).splitlines()[0][:200] if str(exc) else ""),
                         self.run_dir, self.run_dir)
 
+    @_timed
     def log_params(self, params: Mapping[str, str]) -> None:
         from mlflow.entities import Param
 
@@ -148,6 +167,7 @@ class Tracker:
         for i in range(0, len(items), 100):
             self._call("log_batch", self.run_id, params=items[i:i + 100])
 
+    @_timed
     def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
         clean = {k: float(v) for k, v in metrics.items() if v is not None}
         self.last_metrics.update(clean)
@@ -163,6 +183,7 @@ class Tracker:
         for i in range(0, len(items), 1000):
             self._call("log_batch", self.run_id, metrics=items[i:i + 1000])
 
+    @_timed
     def set_tags(self, tags: Mapping[str, str]) -> None:
         tags = {k: redact_text(str(v)) for k, v in tags.items()}
         with (self.run_dir / "tags.json").open("a") as fh:
@@ -174,6 +195,7 @@ class Tracker:
 
         self._call("log_batch", self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    @_timed
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
         """Upload a file or folder. Files outside the run folder are first copied into it."""
         path = Path(path)
