@@ -92,17 +92,22 @@ def save_checkpoint(path: Path, model, opt, sched, state: dict) -> None:
     checkpoint until the new one is complete: write ``<path>.tmp``, rename ``path`` to
     ``<path>.old``, rename the tmp to ``path``, delete ``.old``. A crash at any point leaves a
     complete checkpoint at ``path`` or ``<path>.old`` (:func:`load_checkpoint` falls back to it).
-    ``state.pt`` holds only tensors and plain containers (it loads with ``weights_only=True``)."""
+    ``state.pt`` holds only tensors and plain containers (it loads with ``weights_only=True``).
+    The crash tests kill the process inside this function through :mod:`ftlab.faults`."""
+    from ftlab.faults import kill_point
+
     tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
+    kill_point("checkpoint.partial", state.get("step"))
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state()},
                tmp / "state.pt")
     (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
     if path.exists():
         shutil.rmtree(old, ignore_errors=True)
         path.rename(old)
+    kill_point("checkpoint.swap", state.get("step"))
     tmp.rename(path)
     shutil.rmtree(old, ignore_errors=True)
 
