@@ -74,7 +74,7 @@ def test_every_schema_field_is_documented():
 
     import ftlab.config as c
 
-    for cls in (c.RunConfig, c.ModelConfig, c.TinyModelConfig, c.DataConfig, c.AcceptableLabelsConfig,
+    for cls in (c.RunConfig, c.ModelConfig, c.DataConfig, c.AcceptableLabelsConfig,
                 c.PromptConfig, c.TrainConfig, c.LoraConfig, c.EvalConfig, c.DecodingConfig,
                 c.TrackingConfig, c.BackendConfig):
         tree = ast.parse(inspect.getsource(cls))

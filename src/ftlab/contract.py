@@ -180,6 +180,11 @@ class Capabilities:
     """Documented substitutes for unsupported values (applied and recorded instead of an error)."""
     native_evaluate: bool = False
     """The backend implements :class:`NativeEvaluator`; the host calls it after each evaluation."""
+    train_keys: Optional[Mapping[str, str]] = None
+    """``train.*`` keys the backend honours (``lora`` covers ``lora.r`` …), each with one phrase on how it
+    maps the key, e.g. ``{"epochs": "MAX_ITERATIONS = ceil(epochs x training rows)"}``. A run on this
+    backend prints and tags (``ftlab.unused_train_keys``) every other key set away from its schema
+    default. ``None`` = not declared (nothing is reported)."""
 
     def supported(self, key: str) -> Optional[tuple[str, ...]]:
         """The declared values for a checked config key (``None`` = not declared)."""
@@ -187,6 +192,12 @@ class Capabilities:
 
     def fallback(self, key: str, value: str) -> Optional[Fallback]:
         return next((f for f in self.fallbacks if f.key == key and f.requested == value), None)
+
+    def honours_train_key(self, key: str) -> bool:
+        """Whether ``train.<key>`` (dotted below ``train``) is used; undeclared = assumed used."""
+        if self.train_keys is None:
+            return True
+        return any(key == k or key.startswith(k + ".") for k in self.train_keys)
 
 
 CHECKED_KEYS: tuple[str, ...] = ("eval.decoding.mode", "train.method")

@@ -13,15 +13,16 @@ hookspec = pluggy.HookspecMarker("ftlab")
 
 @hookspec
 def ftlab_register_backends(register):
-    """Offer backends: call ``register(name, factory, schema, capabilities=None)`` once for each.
+    """Offer backends: call ``register(name, factory, schema, capabilities=None, distributions=())`` once for each.
 
     :param register: takes a backend name (``[a-z0-9_]+``), a factory ``factory(cfg, ctx)``
         returning an object that satisfies :class:`ftlab.contract.Backend`, the backend's
         config dataclass (a subclass of :class:`ftlab.config.BackendConfig` whose ``name``
         defaults to the backend name) and, optionally, an :class:`ftlab.contract.Capabilities`
         (decoding modes, training methods, documented fallbacks, native evaluation) that the host
-        checks every config against; without it nothing is checked. The schema is stored as
-        config option ``backend/<name>``.
+        checks every config against; without it nothing is checked. ``distributions`` names the
+        packages whose versions a run on this backend records in its manifest (the backend's own
+        package always is). The schema is stored as config option ``backend/<name>``.
     Called once when the plugin manager starts, before any config is composed.
     """
 
@@ -30,7 +31,9 @@ def ftlab_register_backends(register):
 def ftlab_register_configs(store):
     """Add config options (e.g. ``model/<name>``) to Hydra's ConfigStore.
 
-    :param store: ``store(group, name, node)``; ``node`` is a dataclass instance or a dict.
+    :param store: ``store(group, name, node)``; ``node`` is a dataclass (class or instance) or a dict.
+        Group ``model_source`` registers a model source: ``name`` is the ``model.source`` value and
+        ``node`` its schema, a subclass of :class:`ftlab.config.ModelConfig` with the source's keys.
     Called once at startup, after ``ftlab_register_backends``.
     """
 
@@ -51,5 +54,6 @@ def ftlab_run_finished(cfg, run_dir, summary):
     :param cfg: the validated run config.
     :param run_dir: the run's output folder.
     :param summary: ``dict`` of the headline metrics (empty on failure) plus ``status``
-        (``FINISHED`` or ``FAILED``) and ``error`` (the message, when failed).
+        (``FINISHED``, ``FAILED``, ``KILLED``, or ``PRUNED`` when a search stopped it early) and
+        ``error`` (the message, when failed).
     """

@@ -7,14 +7,14 @@ import importlib.metadata as md
 import platform
 import subprocess
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 from ftlab.data import label_set_sha256
 from ftlab.paths import project_root
 from ftlab.tracking.redact import redact_argv
 
-_DISTS = ("ftlab", "ftlab-local-peft", "ftlab-bqml", "torch", "transformers", "peft", "accelerate",
-          "hydra-core", "omegaconf", "mlflow", "google-cloud-bigquery", "numpy", "scikit-learn")
+HOST_DISTS = ("ftlab", "hydra-core", "omegaconf", "pluggy", "mlflow", "numpy")
+"""The host's own packages; a run adds its backend's package and the ``distributions`` it registered."""
 
 
 def git_state() -> dict[str, Any]:
@@ -31,9 +31,10 @@ def git_state() -> dict[str, Any]:
     return {"sha": sha or "unknown", "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-def versions() -> dict[str, str]:
+def versions(extra: Sequence[str] = ()) -> dict[str, str]:
+    """Installed versions of the host's packages and ``extra`` (those not installed are left out)."""
     out = {"python": platform.python_version()}
-    for dist in _DISTS:
+    for dist in dict.fromkeys((*HOST_DISTS, *extra)):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -41,7 +42,8 @@ def versions() -> dict[str, str]:
     return out
 
 
-def build(config_yaml: str, splits: dict, prompt, labels, cfg) -> dict[str, Any]:
+def build(config_yaml: str, splits: dict, prompt, labels, cfg, dists: Sequence[str] = ()) -> dict[str, Any]:
+    """The manifest; ``dists``: the backend's package and the distributions it registered."""
     return {
         "config_sha256": hashlib.sha256(config_yaml.encode()).hexdigest(),
         "data": {name: {"path": str(s.path), "sha256": s.sha256, "rows": len(s.examples)}
@@ -51,7 +53,7 @@ def build(config_yaml: str, splits: dict, prompt, labels, cfg) -> dict[str, Any]
         "labels": list(labels),
         "seeds": {"run": cfg.seed, "train": cfg.train.seed, "bootstrap": cfg.eval.bootstrap_seed},
         "git": git_state(),
-        "versions": versions(),
+        "versions": versions(dists),
         # no host name (platform.node()): it is not needed to reproduce and may identify a site
         "platform": {"machine": platform.machine(), "system": platform.system()},
         "command": redact_argv(list(sys.argv)),

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import pluggy
 
@@ -38,10 +38,28 @@ class BackendInfo:
     plugin: str
     """Plugin (entry point) name that registered it."""
     distribution: str
-    """Package that provides it, e.g. ``ftlab-local-peft``."""
+    """Package that provides it, e.g. ``ftlab-tfidf``."""
     version: str
     capabilities: Optional[Capabilities] = None
     """What the backend declared it supports; ``None`` = nothing declared (nothing is checked)."""
+    distributions: tuple[str, ...] = ()
+    """Packages whose versions a run on this backend records in its manifest (its own is always)."""
+
+
+@dataclass(frozen=True)
+class ConfigOption:
+    """One ``store(group, name, node)`` call of ``ftlab_register_configs``."""
+
+    group: str
+    name: str
+    node: Any
+    plugin: str
+    """Plugin name that stored it."""
+
+    @property
+    def schema(self) -> type:
+        """The node's dataclass (``node`` may be the class or an instance)."""
+        return self.node if isinstance(self.node, type) else type(self.node)
 
 
 def did_you_mean(word: str, options) -> str:
@@ -57,6 +75,7 @@ class Plugins:
         self.pm.add_hookspecs(hookspecs)
         self._dists: dict[str, tuple[str, str]] = {}
         self._backends: Optional[dict[str, BackendInfo]] = None
+        self._options: Optional[list[ConfigOption]] = None
         self._undo_trace = None
         for env in (os.environ.get("FTLAB_DISABLE_PLUGINS") or "").split(","):
             if env.strip():
@@ -90,13 +109,13 @@ class Plugins:
     def register(self, plugin: object, name: Optional[str] = None) -> str:
         name = self.pm.register(plugin, name=name)
         self._dists.setdefault(name, (getattr(plugin, "__name__", name), "local"))
-        self._backends = None
+        self._backends = self._options = None
         return name
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self._dists.pop(name, None)
-        self._backends = None
+        self._backends = self._options = None
 
     # -- typed hook calls -------------------------------------------------------------------------
     def backends(self) -> dict[str, BackendInfo]:
@@ -108,7 +127,7 @@ class Plugins:
             plugin_name = self.pm.get_name(impl.plugin) or "?"
 
             def register(name: str, factory, schema, capabilities: Optional[Capabilities] = None,
-                         _plugin=plugin_name) -> None:
+                         distributions: Sequence[str] = (), _plugin=plugin_name) -> None:
                 if not _NAME.match(name):
                     raise PluginError(f"plugin {_plugin!r} registers invalid backend name {name!r}")
                 if name in found:
@@ -118,7 +137,8 @@ class Plugins:
                     raise PluginError(f"plugin {_plugin!r} registers backend {name!r} with capabilities of "
                                       f"type {type(capabilities).__name__}; pass ftlab.contract.Capabilities")
                 dist, version = self._dists.get(_plugin, ("?", "?"))
-                found[name] = BackendInfo(name, factory, schema, _plugin, dist, version, capabilities)
+                found[name] = BackendInfo(name, factory, schema, _plugin, dist, version, capabilities,
+                                          tuple(distributions))
 
             impl.function(register=register)
         self._backends = found
@@ -132,8 +152,47 @@ class Plugins:
                               f"(registered: {', '.join(sorted(known)) or 'none'}; see `ftlab plugins`)")
         return known[name]
 
+    def config_options(self) -> list[ConfigOption]:
+        """Every option stored through ``ftlab_register_configs`` (cached like :meth:`backends`)."""
+        if self._options is not None:
+            return self._options
+        found: list[ConfigOption] = []
+        for impl in self.pm.hook.ftlab_register_configs.get_hookimpls():
+            plugin_name = self.pm.get_name(impl.plugin) or "?"
+
+            def store(group: str, name: str, node: Any, _plugin=plugin_name) -> None:
+                found.append(ConfigOption(group, name, node, _plugin))
+
+            impl.function(store=store)
+        self._options = found
+        return found
+
     def register_configs(self, store: Callable[..., None]) -> None:
-        self.pm.hook.ftlab_register_configs(store=store)
+        """Hand every stored option to ``store(group, name, node)`` (Hydra's ConfigStore)."""
+        for opt in self.config_options():
+            store(opt.group, opt.name, opt.node)
+
+    def model_sources(self) -> dict[str, ConfigOption]:
+        """Registered model sources by name: options of group ``model_source`` (ftlab.config.model)."""
+        from ftlab.config.model import MODEL_SOURCE_GROUP
+
+        found: dict[str, ConfigOption] = {}
+        for opt in self.config_options():
+            if opt.group != MODEL_SOURCE_GROUP:
+                continue
+            if opt.name in found:
+                raise PluginError(f"model source {opt.name!r} registered twice: by "
+                                  f"{found[opt.name].plugin!r} and {opt.plugin!r}")
+            found[opt.name] = opt
+        return found
+
+    def model_schema(self, source: str) -> type:
+        """The model schema registered for ``source``; unknown sources fail with the list."""
+        known = self.model_sources()
+        if source not in known:
+            raise PluginError(f"unknown model source {source!r}{did_you_mean(source, known)} "
+                              f"(registered: {', '.join(sorted(known)) or 'none'}; see `ftlab plugins`)")
+        return known[source].schema
 
     def run_started(self, cfg, run_dir) -> None:
         self.pm.hook.ftlab_run_started(cfg=cfg, run_dir=run_dir)

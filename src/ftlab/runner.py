@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftlab import evaluate as ev
 from ftlab import manifest, plots
 from ftlab.config import RunConfig, Stage
-from ftlab.config.compose import check_capabilities, decoding_for, validate
+from ftlab.config.compose import check_capabilities, decoding_for, unused_train_keys, validate
 from ftlab.contract import (Capabilities, ModelRef, NativeEvaluator, Prediction, Predictions, RunContext,
                             TrainJob)
 from ftlab.data import load_splits, skipped_summary
@@ -83,6 +83,8 @@ class Run:
         """What the backend reported about how it runs (its tags), shown in the closing summary."""
         self.fallbacks = check_capabilities(cfg, self.plugins)
         """Documented fallbacks the backend applies to this config (tagged, in the manifest, printed)."""
+        self.unused_train_keys = unused_train_keys(cfg, self.plugins)
+        """``train.*`` settings the backend declares it does not use (tagged, in the manifest, printed)."""
 
     # -- helpers -----------------------------------------------------------------------------------
     def _save_state(self) -> None:
@@ -204,8 +206,10 @@ class Run:
         random.seed(cfg.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / "config.yaml", self.yaml)
-        man = manifest.build(self.yaml, self.splits, self.prompt, cfg.data.labels, cfg)
+        man = manifest.build(self.yaml, self.splits, self.prompt, cfg.data.labels, cfg,
+                             dists=(info.distribution, *info.distributions))
         man["fallbacks"] = [f.to_json() for f in self.fallbacks]
+        man["unused_train_keys"] = self.unused_train_keys
         atomic_write_text(self.run_dir / "manifest.json", json.dumps(man, indent=1))
         atomic_write_text(self.run_dir / "labels.json", json.dumps(ev.slug_map(cfg.data.labels), indent=1))
         t = cfg.tracking
@@ -215,11 +219,16 @@ class Run:
                             "ftlab.run_dir": str(self.run_dir), "mlflow.source.git.commit":
                             man["git"]["sha"], "ftlab.prompt_sha256": man["prompt_sha256"],
                             "ftlab.label_set_sha256": man["label_set_sha256"], **self.extra_tags,
-                            **{f"ftlab.fallback.{f.key}": f.describe()[:5000] for f in self.fallbacks}},
+                            **{f"ftlab.fallback.{f.key}": f.describe()[:5000] for f in self.fallbacks},
+                            **({"ftlab.unused_train_keys": " ".join(self.unused_train_keys)[:5000]}
+                               if self.unused_train_keys else {})},
                            resume=bool(cfg.resume))
         self.plugins.run_started(cfg, self.run_dir)
         for f in self.fallbacks:
             log.warning("backend %s: fallback %s", cfg.backend.name, f.describe())
+        if self.unused_train_keys:
+            log.warning("backend %s does not use %s (`ftlab plugins` lists the train keys it honours)",
+                        cfg.backend.name, ", ".join(self.unused_train_keys))
         try:
             if "params_logged" not in self.state:
                 self.tracker.log_params(flatten(OmegaConf.to_container(OmegaConf.create(self.yaml))))

@@ -21,6 +21,13 @@ def main(args: Sequence[str]) -> int:
     print("capabilities (checked when a config is validated; docs/plugin_hooks.md):")
     for name, info in sorted(plugins.backends().items()):
         print(f"  {name}: {describe(info.capabilities)}")
+        for key, how in (info.capabilities.train_keys or {}).items() if info.capabilities else ():
+            print(f"    train.{key}: {how}")
+    sources = plugins.model_sources()
+    if sources:
+        print("model sources (model.source; docs/config.md lists their keys):")
+        for name, opt in sorted(sources.items()):
+            print(f"  {name}: {opt.schema.__name__} (plugin {opt.plugin})")
     others = [n for n, _ in plugins.pm.list_name_plugin()
               if n not in {r[1] for r in plugins.plugin_table()}]
     if others:
@@ -40,6 +47,7 @@ def describe(caps) -> str:
         subs = [f"{f.requested} → {f.used}" for f in caps.fallbacks if f.key == key]
         parts.append(f"{key}: {', '.join(values) if values is not None else 'any'}"
                      + (f" (fallback {'; '.join(subs)})" if subs else ""))
+    parts.append("train keys: " + (", ".join(caps.train_keys) if caps.train_keys is not None else "any"))
     if caps.native_evaluate:
         parts.append("native_evaluate")
     return "; ".join(parts)

@@ -38,12 +38,14 @@ def register_schemas(plugins) -> None:
 def _schema_keys(path: str, plugins, backend_schema: str = "") -> list[str]:
     """Valid sibling keys at a dotted ``path`` (``train.lora``), from the dataclass schemas.
 
-    Under ``backend``: the schema named ``backend_schema`` (from the error), else every backend's.
+    Under ``backend`` (``model``): the schema named ``backend_schema`` (from the error), else every
+    backend's (every registered model source's).
     """
     parts = [p for p in path.split(".") if p]
     roots: list[Any] = [RunConfig]
-    if parts[:1] == ["backend"]:
-        schemas = [info.schema for info in plugins.backends().values()]
+    if parts[:1] in (["backend"], ["model"]):
+        schemas = ([info.schema for info in plugins.backends().values()] if parts[0] == "backend"
+                   else list({o.schema for o in plugins.model_sources().values()}))
         roots = [c for c in schemas if c.__name__ == backend_schema] or schemas
         parts = parts[1:]
     keys: set[str] = set()
@@ -149,6 +151,7 @@ def validate(cfg: DictConfig | dict, plugins=None) -> RunConfig:
             node = OmegaConf.merge(*schemas, node)
         except Exception as exc:
             raise ConfigError(explain(exc, plugins)) from exc
+    plugins = _type_model(node, plugins)
     unknown = _unknown_key(node)
     if unknown:
         raise ConfigError(unknown_key_message(unknown[0], plugins or _maybe_plugins(), unknown[1]))
@@ -158,6 +161,41 @@ def validate(cfg: DictConfig | dict, plugins=None) -> RunConfig:
         raise ConfigError(explain(exc)) from exc
     check_capabilities(typed, plugins or _maybe_plugins())
     return typed
+
+
+def _type_model(node: DictConfig, plugins=None):
+    """Give an untyped ``model`` node the schema its ``source`` registered (in place); returns plugins.
+
+    ``conf/model/*.yaml`` extend their source's schema, so a composed node is typed already; a saved
+    config or a file without the defaults entry is typed here. A typed node must be its source's schema.
+    """
+    from ftlab.plugins import PluginError, get_plugins
+
+    model = node._get_node("model") if "model" in node else None
+    if not isinstance(model, DictConfig) or model._is_missing() or model._is_none():
+        return plugins
+    source = model.get("source")
+    if not isinstance(source, str) or source in ("", "???"):
+        raise ConfigError("config key 'model.source' must be set (a source registered by a backend "
+                          "plugin; `ftlab plugins` lists them)")
+    plugins = plugins or get_plugins()
+    try:
+        schema = plugins.model_schema(source)
+    except PluginError as exc:
+        raise ConfigError(f"model.source: {exc}") from exc
+    have = OmegaConf.get_type(model)
+    if dataclasses.is_dataclass(have):
+        if not issubclass(have, schema):
+            raise ConfigError(f"model.source={source!r} is registered with schema {schema.__name__}, but "
+                              f"this model config extends {have.__name__} (choose another model=...)")
+        return plugins
+    try:
+        typed = OmegaConf.merge({"model": OmegaConf.structured(schema)}, {"model": model}).model
+    except Exception as exc:
+        raise ConfigError(explain(exc, plugins)) from exc
+    with open_dict(node):
+        node.model = typed
+    return plugins
 
 
 def _choice(cfg: RunConfig, key: str) -> str:
@@ -190,6 +228,22 @@ def check_capabilities(cfg: RunConfig, plugins=None) -> tuple[Fallback, ...]:
                 f"{', '.join(supported) or 'no value'} (choose one of those, or another backend)")
         used.append(fallback)
     return tuple(used)
+
+
+def unused_train_keys(cfg: RunConfig, plugins=None) -> list[str]:
+    """``train.<key>=<value>`` for each key set away from its schema default that the backend's
+    :class:`~ftlab.contract.Capabilities` does not list in ``train_keys`` (it has no effect there)."""
+    from ftlab.config.train import TrainConfig
+    from ftlab.tracking.mlflow_tracker import flatten
+
+    info = plugins.backends().get(cfg.backend.name) if plugins is not None else None
+    caps = info.capabilities if info is not None else None
+    if caps is None or caps.train_keys is None:
+        return []
+    have = flatten(OmegaConf.to_container(OmegaConf.structured(cfg.train), enum_to_str=True))
+    default = flatten(OmegaConf.to_container(OmegaConf.structured(TrainConfig()), enum_to_str=True))
+    return [f"train.{k}={v}" for k, v in sorted(have.items())
+            if v != default.get(k) and not caps.honours_train_key(k)]
 
 
 def decoding_for(cfg: RunConfig, fallbacks: Sequence[Fallback] = ()) -> Decoding:

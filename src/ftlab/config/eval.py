@@ -17,7 +17,7 @@ class DecodingConfig:
     """How a backend produces answers."""
 
     mode: DecodingMode = DecodingMode.score_labels
-    """generate or score_labels. Each backend declares the modes it supports (`ftlab plugins`); another mode fails at validation, unless the backend documents a fallback (bqml: score_labels → generate), which the run applies, prints and tags as `ftlab.fallback.eval.decoding.mode`."""
+    """generate or score_labels. Each backend declares the modes it supports (`ftlab plugins`); another mode fails at validation, unless the backend documents a fallback (e.g. score_labels → generate on a service that only returns text), which the run applies, prints and tags as `ftlab.fallback.eval.decoding.mode`."""
     max_new_tokens: int = 16
     """generate: tokens to generate at most."""
     temperature: float = 0.0

@@ -78,13 +78,24 @@ def render(plugins=None) -> str:
     docs = field_docs(RunConfig)
     top = [f"| `{f.name}` | {_type(hints[f.name])} | {_default(f)} | {docs.get(f.name, '')} |"
            for f in dataclasses.fields(RunConfig) if not dataclasses.is_dataclass(hints[f.name])
-           and f.name != "backend"]
+           and f.name not in ("backend", "model")]
     parts += ["## Run", "", head, *top, ""]
     for f in dataclasses.fields(RunConfig):
         if dataclasses.is_dataclass(hints[f.name]):
             parts += [f"## `{f.name}`", "", docs.get(f.name, ""), "", head,
                       *rows(hints[f.name], f"{f.name}."), ""]
+    from ftlab.config.model import ModelConfig
+
+    parts += ["## `model`", "", docs.get("model", "") + " Every model schema has these keys; the sections "
+              "below add each registered source's.", "", head, *rows(ModelConfig, "model."), ""]
     if plugins is not None:
+        by_schema: dict[type, list] = {}
+        for opt in plugins.model_sources().values():
+            by_schema.setdefault(opt.schema, []).append(opt)
+        for schema, opts in sorted(by_schema.items(), key=lambda kv: kv[1][0].name):
+            names = ", ".join(f"`{o.name}`" for o in sorted(opts, key=lambda o: o.name))
+            parts += [f"## `model` with `source` = {names} (plugin `{opts[0].plugin}`)", "",
+                      " ".join((schema.__doc__ or "").split()), "", head, *rows(schema, "model."), ""]
         for info in sorted(plugins.backends().values(), key=lambda b: b.name):
             parts += [f"## `backend` = `{info.name}` ({info.distribution})", "", head,
                       *rows(info.schema, "backend."), ""]

@@ -10,7 +10,6 @@ from omegaconf import MISSING
 
 from ftlab.config.data import DataConfig
 from ftlab.config.eval import EvalConfig
-from ftlab.config.model import ModelConfig
 from ftlab.config.prompt import PromptConfig
 from ftlab.config.sweep import SweepConfig
 from ftlab.config.tracking import TrackingConfig
@@ -48,8 +47,8 @@ class RunConfig:
     """Resume an interrupted run: its output folder (re-attaches to remote jobs)."""
     backend: Any = MISSING
     """Where training and prediction run; schema chosen by `backend.name`."""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """The model to start from."""
+    model: Any = MISSING
+    """The model to start from; schema chosen by `model.source` (a source a backend plugin registered)."""
     data: DataConfig = field(default_factory=DataConfig)
     """Data splits and label set."""
     prompt: PromptConfig = field(default_factory=PromptConfig)

@@ -35,12 +35,13 @@ class LoraConfig:
     dropout: float = 0.05
     """Dropout on the adapter input."""
     target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    """Module names to adapt."""
+    """Module names to adapt (as the backend's model names them)."""
 
 
 @dataclass
 class TrainConfig:
-    """How to tune."""
+    """How to tune: generic knobs. Each backend declares the keys it honours and how it maps them
+    (`ftlab plugins`); a key set on a backend that does not use it is printed and tagged, not silently dropped."""
 
     method: TrainMethod = TrainMethod.lora
     """lora (generative), lora_cls (LoRA + classification head) or none. Each backend declares the methods it supports (`ftlab plugins`); another method fails at validation, unless the backend documents a fallback (tfidf: lora → its own classifier fit), which the run applies, prints and tags as `ftlab.fallback.train.method`."""
@@ -50,17 +51,17 @@ class TrainConfig:
     """Passes over the training split (ignored when max_steps > 0)."""
     max_steps: int = -1
     """Optimizer steps; -1 = derive from epochs."""
-    learning_rate: float = 2e-4
+    learning_rate: float = 3e-4
     """Peak learning rate."""
     lr_scheduler: str = "linear"
-    """Learning-rate schedule (transformers names: linear, cosine, constant …)."""
+    """Learning-rate schedule after warm-up, e.g. linear, cosine or constant; each backend maps it (`ftlab plugins`)."""
     warmup_ratio: float = 0.05
     """Fraction of steps spent warming up."""
     weight_decay: float = 0.0
-    """AdamW weight decay."""
+    """Decoupled weight decay of the optimizer."""
     batch_size: int = 4
     """Examples per device step."""
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: int = 2
     """Steps accumulated per optimizer step."""
     logging_steps: int = 5
     """Log train/loss every N optimizer steps."""

@@ -46,7 +46,7 @@ class BqmlBackend:
         self._tables: dict[str, str] = {}
         self._base_ready = False
         model = getattr(cfg, "model", None)
-        source = getattr(getattr(model, "source", None), "value", None)
+        source = getattr(model, "source", None)
         self.endpoint = (model.endpoint if source == "remote_endpoint" and getattr(model, "endpoint", None)
                          else self.cfg.endpoint)
         """model.endpoint (when model.source=remote_endpoint) wins over backend.endpoint."""

