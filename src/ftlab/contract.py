@@ -96,6 +96,20 @@ class Prediction:
     prompt_tokens: int = 0
     output_tokens: int = 0
 
+    def to_json(self) -> dict:
+        """This prediction's fields of a predictions row (``predictions.jsonl``); the one writer."""
+        return {"id": self.id, "raw_text": self.raw_text, "label": self.label, "status": self.status,
+                "scores": dict(self.scores) if self.scores else None, "latency_s": self.latency_s,
+                "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens}
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> "Prediction":
+        """Inverse of :meth:`to_json`; a row's other fields (truth, correct …) are ignored."""
+        return cls(id=row["id"], raw_text=row["raw_text"], label=row.get("label") or "",
+                   scores=row.get("scores"), status=row.get("status") or "",
+                   latency_s=row.get("latency_s", 0.0), prompt_tokens=row.get("prompt_tokens", 0),
+                   output_tokens=row.get("output_tokens", 0))
+
 
 @dataclass(frozen=True)
 class Predictions:

@@ -102,12 +102,9 @@ def write_files(s: Scored, examples: Sequence[Example], labels: Sequence[str], o
     with atomic_open(path) as fh:
         for ex, p in zip(examples, s.items):
             row = {"id": ex.id, "source": ex.source, "truth": ex.label,
-                   "acceptable": list(ex.acceptable), "raw_text": p.raw_text, "label": p.label,
-                   "correct": p.label == ex.label,
+                   "acceptable": list(ex.acceptable), **p.to_json(), "correct": p.label == ex.label,
                    "correct_lenient": p.label in (ex.acceptable or (ex.label,)),
-                   "unparseable": p.label == UNPARSEABLE, "status": p.status,
-                   "scores": dict(p.scores) if p.scores else None, "latency_s": p.latency_s,
-                   "prompt_tokens": p.prompt_tokens, "output_tokens": p.output_tokens}
+                   "unparseable": p.label == UNPARSEABLE}
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     files.append(path)
     path = out / "per_class.csv"

@@ -8,9 +8,9 @@ Never set it outside tests: the process dies without cleanup, by design.
 
 Points (``@N`` is the optimizer step or the number of chunks written):
 
-* ``checkpoint.partial@N`` (local_peft): the new checkpoint's adapter is in ``checkpoint.tmp``,
+* ``checkpoint.partial@N`` (the local trainer's checkpoints): the new checkpoint's adapter is in ``checkpoint.tmp``,
   its ``state.pt`` and ``trainer_state.json`` are not.
-* ``checkpoint.swap@N`` (local_peft): the previous checkpoint was renamed to ``checkpoint.old``,
+* ``checkpoint.swap@N`` (the local trainer's checkpoints): the previous checkpoint was renamed to ``checkpoint.old``,
   the complete new one is still ``checkpoint.tmp``.
 * ``predict.chunk@N`` (``ftlab predict``): N chunks are kept in ``<output>.partial/``.
 """

@@ -92,7 +92,7 @@ def replay(ref: str, overrides: Sequence[str] = (), allow_drift: bool = False,
     """Replay the run named by ``ref`` (run id or run folder); see the module docstring."""
     from omegaconf import OmegaConf
 
-    from ftlab.config.compose import validate
+    from ftlab.config.compose import plain_config, validate
     from ftlab.paths import project_root
     from ftlab.runner import Run
     from ftlab.runs import find_run
@@ -105,8 +105,7 @@ def replay(ref: str, overrides: Sequence[str] = (), allow_drift: bool = False,
         rec.cleanup()
     if yaml_text is None or manifest is None:
         raise ReplayError(f"run {rec.run_id} has no recorded config.yaml and manifest.json")
-    plain = OmegaConf.to_container(OmegaConf.create(yaml_text))
-    plain.pop("hydra", None)
+    plain = plain_config(yaml_text, resolve=False)
     plain["resume"] = None
     if overrides:
         plain = OmegaConf.to_container(OmegaConf.merge(plain, OmegaConf.from_dotlist(list(overrides))))

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftlab import evaluate as ev
 from ftlab import manifest, plots
 from ftlab.config import RunConfig, Stage
-from ftlab.config.compose import check_capabilities, decoding_for, unused_train_keys, validate
+from ftlab.config.compose import check_capabilities, decoding_for, plain_config, unused_train_keys, validate
 from ftlab.contract import (Capabilities, ModelRef, NativeEvaluator, Prediction, Predictions, RunContext,
                             TrainJob)
 from ftlab.data import load_splits, skipped_summary
@@ -55,13 +55,7 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 
 def _load_predictions(path: Path, ref: ModelRef) -> Predictions:
-    items = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
-        items.append(Prediction(id=r["id"], raw_text=r["raw_text"], scores=r.get("scores"),
-                                status=r.get("status", ""), latency_s=r.get("latency_s", 0.0),
-                                prompt_tokens=r.get("prompt_tokens", 0),
-                                output_tokens=r.get("output_tokens", 0)))
+    items = (Prediction.from_json(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines())
     return Predictions(model=ref, items=tuple(items))
 
 
@@ -339,8 +333,7 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, plugins=None) -> float:
         from hydra.core.hydra_config import HydraConfig
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("hydra", None)
+    plain = plain_config(cfg, resolve=True)
     # config.yaml, the params and the manifest's hash see secrets masked; the run uses ``typed``
     plain = redact_config(plain)
     job = Run(typed, OmegaConf.to_yaml(plain), run_dir, plugins)

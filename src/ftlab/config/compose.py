@@ -129,6 +129,15 @@ def explain(exc: BaseException, plugins=None) -> str:
     return str(chain[-1] if len(chain) > 1 and isinstance(chain[0], ConfigError) else exc).strip()
 
 
+def plain_config(cfg: DictConfig | dict | str, resolve: bool = True) -> dict:
+    """The run config as plain data (from a DictConfig, a dict or YAML text), without Hydra's own
+    ``hydra`` node: what ``config.yaml`` records, replay and predict read back. The one place that strips it."""
+    node = OmegaConf.create(cfg) if isinstance(cfg, (str, dict)) else cfg
+    plain = OmegaConf.to_container(node, resolve=resolve)
+    plain.pop("hydra", None)
+    return plain
+
+
 def validate(cfg: DictConfig | dict, plugins=None) -> RunConfig:
     """Build the typed :class:`RunConfig` (running every ``__post_init__`` check).
 
