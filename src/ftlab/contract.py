@@ -150,6 +150,23 @@ class RunContext:
     log_metrics: Callable[[Mapping[str, float], Optional[int]], None] = lambda m, step=None: None
     set_tags: Callable[[Mapping[str, str]], None] = lambda tags: None
     log_artifact: Callable[[Path, Optional[str]], None] = lambda path, artifact_path=None: None
+    report: Callable[[Mapping[str, float], int], None] = lambda values, step: None
+    """Intermediate evaluation values during training, e.g. ``report({"train/eval_loss": 0.42}, 2)``
+    after epoch 2. ``step`` counts training progress in a unit every run of a search shares (e.g. epochs
+    begun). Not logged (log them with ``log_metrics``): a hyperparameter search uses them to stop
+    hopeless trials early. Then the call raises :class:`Pruned`; let it propagate, the host records
+    the run as pruned. Declare the keys in ``Capabilities.intermediate_values``."""
+
+
+class Pruned(Exception):
+    """Raised by :attr:`RunContext.report` when the sweep stops this run early (its trial was pruned).
+
+    Backends let it pass; the host ends the run as pruned (MLflow status ``KILLED``, tag
+    ``ftlab.pruned=true``) and the sweep goes on."""
+
+    def __init__(self, step: int, message: str = "") -> None:
+        super().__init__(message or f"pruned at step {step}")
+        self.step = step
 
 
 @dataclass(frozen=True)
@@ -194,6 +211,9 @@ class Capabilities:
     """Documented substitutes for unsupported values (applied and recorded instead of an error)."""
     native_evaluate: bool = False
     """The backend implements :class:`NativeEvaluator`; the host calls it after each evaluation."""
+    intermediate_values: tuple[str, ...] = ()
+    """Metric keys the backend can pass to :attr:`RunContext.report` while it trains (e.g.
+    ``("train/eval_loss",)``); empty = none, so a search never prunes this backend's trials."""
     train_keys: Optional[Mapping[str, str]] = None
     """``train.*`` keys the backend honours (``lora`` covers ``lora.r`` …), each with one phrase on how it
     maps the key, e.g. ``{"epochs": "MAX_ITERATIONS = ceil(epochs x training rows)"}``. A run on this

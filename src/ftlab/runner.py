@@ -21,8 +21,8 @@ from ftlab import evaluate as ev
 from ftlab import manifest, plots
 from ftlab.config import RunConfig, Stage
 from ftlab.config.compose import check_capabilities, decoding_for, plain_config, unused_train_keys, validate
-from ftlab.contract import (Capabilities, ModelRef, NativeEvaluator, Prediction, Predictions, RunContext,
-                            TrainJob)
+from ftlab.contract import (Capabilities, ModelRef, NativeEvaluator, Prediction, Predictions, Pruned,
+                            RunContext, TrainJob)
 from ftlab.data import load_splits, skipped_summary
 from ftlab.paths import atomic_open, atomic_write_text
 from ftlab.plugins import PluginError, get_plugins
@@ -230,10 +230,11 @@ class Run:
             for f in ("config.yaml", "manifest.json", "labels.json"):
                 self.tracker.log_artifact(self.run_dir / f)
             self._log_skipped()
+            caps = info.capabilities or Capabilities()
             ctx = RunContext(self.run_dir, self.tracker.log_metrics, self._backend_tags,
-                             self.tracker.log_artifact)
+                             self.tracker.log_artifact, report=self._reporter(caps))
             self.backend = info.factory(cfg, ctx)
-            self.native = (info.capabilities or Capabilities()).native_evaluate
+            self.native = caps.native_evaluate
             if self.native and not isinstance(self.backend, NativeEvaluator):
                 raise PluginError(f"backend {info.name!r} declares native_evaluate but has no "
                                   f"native_evaluate(model, examples, prompt) method")
@@ -252,12 +253,33 @@ class Run:
                     self._evaluate("tuned", tuned)
                 elif stage == Stage.compare.value:
                     self._compare()
+        except Pruned as exc:
+            return self._pruned(exc)
         except BaseException as exc:
             status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
             self.tracker.end(status, error=f"{type(exc).__name__}: {exc}")
             self.plugins.run_finished(cfg, self.run_dir, {"status": status, "error": str(exc)})
             raise
         return self._finish()
+
+    def _reporter(self, caps: Capabilities):
+        """``RunContext.report``: the trial's pruner in a job of a pruned Optuna search, else a no-op."""
+        from ftlab.sweeps.prune import job_reporter
+
+        reporter = job_reporter(self.cfg, caps.intermediate_values)
+        if reporter is None:
+            return lambda values, step: None
+        self.tracker.set_tags({"ftlab.optuna.trial": str(reporter.number)})
+        return reporter
+
+    def _pruned(self, exc: Pruned) -> float:
+        """A run its sweep stopped early: MLflow status KILLED + tag ``ftlab.pruned``; objective NaN."""
+        log.warning("run pruned: %s", exc)
+        self.tracker.set_tags({"ftlab.pruned": "true", "ftlab.pruned_at_step": str(exc.step)})
+        self.tracker.end("KILLED")
+        self.plugins.run_finished(self.cfg, self.run_dir, {"status": "PRUNED"})
+        print(f"run pruned ({exc}); run folder: {self.run_dir}")
+        return float("nan")
 
     def _backend_tags(self, tags) -> None:
         """Tags a backend sets (device, dtype and why, threads …): to MLflow, to the manifest's

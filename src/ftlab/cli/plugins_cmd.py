@@ -50,4 +50,6 @@ def describe(caps) -> str:
     parts.append("train keys: " + (", ".join(caps.train_keys) if caps.train_keys is not None else "any"))
     if caps.native_evaluate:
         parts.append("native_evaluate")
+    if caps.intermediate_values:  # what an Optuna search can prune on (docs/sweeps.md)
+        parts.append("reports while training: " + ", ".join(caps.intermediate_values))
     return "; ".join(parts)

@@ -6,6 +6,10 @@ MLflow needs (docs/pitfalls.md), so its studies cannot persist. This one runs on
 Resume rule: the study (storage + name) is the record. ``n_trials`` counts every finished trial
 (complete, pruned, failed) of the study, whoever ran it; a trial left RUNNING by a dead driver on this
 host is marked failed (``ftlab.interrupted``, not counted) and its parameters are enqueued once.
+
+Pruning (``hydra.sweeper.pruner``, :mod:`ftlab.sweeps.prune`): each job learns its trial number from
+``FTLAB_TRIAL`` and reports to the trial itself; a job whose trial was pruned leaves the user attribute
+``ftlab.pruned_at_step`` and the driver tells the study PRUNED (also on resume after a dead driver).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.sweeps.context import SEED_KEYS
+from ftlab.sweeps.prune import PRUNED_ATTR, TRIAL_ENV, enabled
 
 log = logging.getLogger("ftlab")
 PARENT_ATTR = "ftlab.mlflow_parent_run_id"
@@ -52,21 +57,24 @@ def storage_url(storage: Optional[str], tracking_uri: str) -> str:
     return f"sqlite:///{project_root() / 'optuna.db'}"
 
 
-def _load_study(config: DictConfig, options: dict, create: bool = True) -> Any:
+def load_study(config: Any, options: dict, create: bool = True) -> Any:
+    """The study named by the sweeper ``options`` (storage, study_name, pruner) for ``config``."""
     import optuna
 
+    from ftlab.sweeps.prune import make_pruner
     from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
 
     url = storage_url(options.get("storage"), resolve_tracking_uri(config.tracking.uri))
     name = options.get("study_name") or str(config.experiment)
     maximize = str(config.sweep.direction).endswith("maximize")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = make_pruner(options)
     if not create:
         try:
-            return optuna.load_study(study_name=name, storage=url)
+            return optuna.load_study(study_name=name, storage=url, pruner=pruner)
         except KeyError:
             return None
-    return optuna.create_study(study_name=name, storage=url, load_if_exists=True,
+    return optuna.create_study(study_name=name, storage=url, load_if_exists=True, pruner=pruner,
                                direction="maximize" if maximize else "minimize")
 
 
@@ -75,7 +83,7 @@ def study_of(config: DictConfig) -> Any:
     sw = OmegaConf.select(config, "hydra.sweeper", default=None)
     if sw is None or sw.get("method") != "optuna":
         return None
-    return _load_study(config, OmegaConf.to_container(sw, resolve=True))
+    return load_study(config, OmegaConf.to_container(sw, resolve=True))
 
 
 def recorded_parent(study: Any) -> Optional[str]:
@@ -127,10 +135,10 @@ class Search:
 
     def __init__(self, config: DictConfig, launcher: Any, n_trials: int, n_jobs: int,
                  study_name: Optional[str], storage: Optional[str], sampler: str, seed: Optional[int],
-                 params: dict[str, str]) -> None:
+                 params: dict[str, str], pruner: Optional[dict] = None) -> None:
         self.config, self.launcher = config, launcher
         self.n_trials, self.n_jobs = n_trials, max(1, n_jobs)
-        self.options = {"study_name": study_name, "storage": storage}
+        self.options = {"study_name": study_name, "storage": storage, "pruner": dict(pruner or {})}
         self.sampler_name, self.seed, self.space = sampler, seed, dict(params)
         self.driver = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -151,6 +159,9 @@ class Search:
         waiting = [t.params for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if _alive(str(t.user_attrs.get("ftlab.driver", ""))):
+                continue
+            if PRUNED_ATTR in t.user_attrs:  # its job was pruned before the driver died: done
+                study.tell(t.number, state=TrialState.PRUNED)
                 continue
             study._storage.set_trial_user_attr(t._trial_id, "ftlab.interrupted", True)
             study.tell(t.number, state=TrialState.FAIL)
@@ -180,7 +191,11 @@ class Search:
                 fixed.append(ov.input_line)
         dists = distributions(space)
         seeds = [int(s) for s in (OmegaConf.select(self.config, "seeds", default=None) or [])]
-        study = _load_study(self.config, self.options)
+        study = load_study(self.config, self.options)
+        prune = enabled(self.options)
+        if prune and seeds:
+            log.warning("hydra.sweeper.pruner is ignored with seeds: a trial's value is a mean over seeds")
+            prune = False
         self._recover(study)
         study.sampler = self._sampler(len(study.trials))
         done = self.finished(study)
@@ -192,6 +207,8 @@ class Search:
             for t in trials:
                 t.set_user_attr("ftlab.driver", self.driver)
                 base = fixed + [f"{k}={v}" for k, v in t.params.items()]
+                if prune:  # names the trial to the job, in whichever process it runs
+                    base.append(f"++hydra.job.env_set.{TRIAL_ENV}={t.number}")
                 if seeds:
                     jobs += [base + [f"seed={s}", "train.seed=${seed}"] for s in seeds]
                 else:
@@ -199,6 +216,9 @@ class Search:
             per = max(1, len(seeds))
             returns = self.launcher.launch(jobs, initial_job_idx=trials[0].number * per)
             for i, t in enumerate(trials):
+                if prune and PRUNED_ATTR in study._storage.get_trial(t._trial_id).user_attrs:
+                    study.tell(t, state=TrialState.PRUNED)  # value: its last intermediate value
+                    continue
                 values = []
                 for r in returns[i * per:(i + 1) * per]:
                     try:

@@ -55,7 +55,8 @@ def collect(client: Any, experiment_id: str, parent_id: str) -> list[Job]:
     jobs = []
     for r in runs:
         tags = r.data.tags
-        jobs.append(Job(r.info.run_id, int(tags.get("ftlab.sweep.job_num", -1)), r.info.status,
+        status = "PRUNED" if tags.get("ftlab.pruned") == "true" else r.info.status  # MLflow: KILLED
+        jobs.append(Job(r.info.run_id, int(tags.get("ftlab.sweep.job_num", -1)), status,
                         parse_overrides(json.loads(tags.get("ftlab.sweep.overrides", "[]"))),
                         dict(r.data.metrics), tags.get("ftlab.run_dir", "")))
     return sorted(jobs, key=lambda j: (j.num, j.run_id))

@@ -17,6 +17,36 @@ _HERE = "hydra_plugins.ftlab_sweeps"
 
 
 @dataclass
+class PrunerConf:
+    """optuna: stop hopeless trials early on the intermediate values a backend reports while it trains
+    (``Capabilities.intermediate_values``; local_peft: ``train/eval_loss`` per epoch when
+    ``train.eval_loss=true``). Backends that report none are never pruned."""
+
+    name: str = "none"
+    """none, median (optuna MedianPruner), successive_halving or hyperband."""
+    metric: str = "train/eval_loss"
+    """The intermediate value the pruner compares, as the backend reports it."""
+    direction: str = "minimize"
+    """Whether ``metric`` is better low (a loss: minimize) or high; when it differs from
+    ``sweep.direction`` the study stores it negated, so the pruner compares it the study's way."""
+    n_startup_trials: int = 5
+    """median: trials that finish unpruned before pruning starts."""
+    n_warmup_steps: int = 0
+    """median: steps (local_peft: epochs) of each trial that are never pruned."""
+    interval_steps: int = 1
+    """median: check every N steps."""
+    min_resource: Optional[int] = None
+    """successive_halving / hyperband: steps a trial gets before it can be pruned (null: optuna's
+    default, auto for successive halving, 1 for hyperband)."""
+    max_resource: Optional[int] = None
+    """hyperband: steps of a full trial (null = auto: the longest trial seen)."""
+    reduction_factor: int = 3
+    """successive_halving / hyperband: keep the best 1/N of trials at each rung."""
+    min_early_stopping_rate: int = 0
+    """successive_halving: rungs of every trial that are never pruned."""
+
+
+@dataclass
 class FtlabSweeperConf:
     """ftlab's sweeper: ``method: grid`` is Hydra's basic sweeper times ``seeds``; ``method: optuna``
     a resumable Optuna search over ``params``. One schema, so an experiment file switches to a
@@ -42,6 +72,8 @@ class FtlabSweeperConf:
     """optuna: tpe or random."""
     seed: Optional[int] = None
     """optuna: sampler seed (offset by the number of existing trials on resume, so nothing repeats)."""
+    pruner: PrunerConf = field(default_factory=PrunerConf)
+    """optuna: early stopping of trials on intermediate values (off by default)."""
 
 
 @dataclass

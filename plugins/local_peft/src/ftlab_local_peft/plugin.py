@@ -156,8 +156,10 @@ TRAIN_KEYS = {
 """Every ``train.*`` key, mapped onto torch/transformers/peft."""
 
 CAPABILITIES = Capabilities(decoding_modes=("score_labels", "generate"),
-                            train_methods=("none", "lora", "lora_cls"), train_keys=TRAIN_KEYS)
-"""Both decoding modes, every training method and train key; no native evaluation (the host's is the only one)."""
+                            train_methods=("none", "lora", "lora_cls"), train_keys=TRAIN_KEYS,
+                            intermediate_values=("train/eval_loss",))
+"""Both decoding modes, every training method and train key; no native evaluation (the host's is the only one);
+reports the eval loss after each epoch (``train.eval_loss=true``) so a search can prune."""
 
 
 DISTRIBUTIONS = ("torch", "transformers", "peft", "accelerate", "gguf", "safetensors", "tokenizers",

@@ -300,8 +300,12 @@ def fit(model, task: Task, job, cfg, ctx, rt: Runtime):
         if task.eval_loss is not None and (int(epoch) > epochs_done or step == total):
             epochs_done = int(epoch)
             model.eval()
-            log({"step": step, "train/eval_loss": task.eval_loss(), "train/epoch": epoch})
+            value = task.eval_loss()
+            log({"step": step, "train/eval_loss": value, "train/epoch": epoch})
             model.train()
+            # a search may prune the run here (ctx.report raises ftlab.contract.Pruned); its step is
+            # the epochs begun, a unit every trial shares whatever its batch size
+            ctx.report({"train/eval_loss": value}, math.ceil(epoch - 1e-9))
         if bc.checkpoint_steps > 0 and step % bc.checkpoint_steps == 0 and step < total:
             save_checkpoint(ckpt_dir, model, opt, sched,
                             {"fingerprint": fp, "step": step, "history": history,
