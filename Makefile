@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ftlab-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test bench venv smoke ui clean
+.PHONY: run test test-prereqs bench venv smoke ui clean
 
 venv: $(STAMP)
 
@@ -26,13 +26,21 @@ $(STAMP): pyproject.toml plugins/local_peft/pyproject.toml plugins/bqml/pyprojec
 run: venv
 	$(BIN)/ftlab +experiment=mtsamples17_lora_local $(ARGS)
 
-# The browser tests need Debian's chromium (README: prerequisites); fail in the first second with the
-# command that installs it rather than minutes later in the middle of the suite. --run-slow: the
-# real embedded-model tests (~1 min) run too, so the default experiment's model path is covered.
-test: venv
-	@command -v chromium >/dev/null 2>&1 || { echo "make test: chromium is missing (browser tests);" \
-		"install it with: sudo apt-get install -y chromium   (see README, prerequisites)"; exit 2; }
-	$(BIN)/python -m pytest --run-slow $(PYTEST_ARGS)
+# The README's prerequisites, checked before anything is installed: a missing one fails in the first
+# second with the command that installs it, not minutes later in the middle of the suite. The browser
+# tests run the same path ($FTLAB_CHROMIUM, else /usr/bin/chromium, Debian's chromium package).
+test-prereqs:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "make test: $(PYTHON) is missing or older than 3.11; install Python 3.11+ (see README)"; exit 2; }
+	@test -x "$${FTLAB_CHROMIUM:-/usr/bin/chromium}" || { echo "make test: chromium is missing" \
+		"(browser tests); install it with: sudo apt-get install -y chromium   (see README)"; exit 2; }
+
+# --run-slow: the real embedded-model tests (~1 min) run too, so the default experiment's model path
+# is covered. The environment keeps tests offline and quiet (no model downloads, no telemetry).
+test: test-prereqs
+	$(MAKE) --no-print-directory venv
+	HF_HUB_OFFLINE=1 MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true \
+		$(BIN)/python -m pytest --run-slow $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py $(ARGS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -41,13 +40,22 @@ def _statements() -> dict[str, str]:
     }
 
 
+REGENERATE = "python plugins/bqml/tests/regen_golden.py"
+"""The only way golden files change: it rewrites them, then the diff is reviewed and committed."""
+
+
 @pytest.mark.parametrize("kind", sorted(_statements()))
 def test_golden_sql(kind):
+    """The test only reads the golden copy; a deliberate change goes through ``REGENERATE``."""
     text = _statements()[kind] + "\n"
     path = GOLDEN / f"{kind}.sql"
-    if os.environ.get("FTLAB_UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert text == path.read_text(), f"{kind} changed; rerun with FTLAB_UPDATE_GOLDEN=1 if intended"
+    assert path.is_file(), f"no golden copy of {kind}: run `{REGENERATE}` and review the new file"
+    assert text == path.read_text(), f"{kind} changed; if intended, run `{REGENERATE}` and review the diff"
+
+
+def test_every_golden_file_is_a_statement_kind():
+    stale = sorted({p.stem for p in GOLDEN.glob("*.sql")} - set(_statements()))
+    assert not stale, f"golden files without a statement kind: {stale} (`{REGENERATE}` removes them)"
 
 
 @pytest.mark.parametrize("kind", sorted(_statements()))
