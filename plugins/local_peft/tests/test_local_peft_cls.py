@@ -206,10 +206,10 @@ def test_probe_is_scikit_learns_logistic_regression():
     """fit_probe minimises LogisticRegression(C)'s objective: same coefficients, class weights included."""
     import numpy as np
     import torch
+    from sklearn import linear_model  # a dependency of ftlab itself: no skip
 
     from ftlab_local_peft.classifier import class_weights, fit_probe
 
-    linear_model = pytest.importorskip("sklearn.linear_model")
     g = torch.Generator().manual_seed(0)
     x = torch.randn(60, 5, generator=g)
     y = torch.tensor([0] * 30 + [1] * 20 + [2] * 10)
