@@ -6,7 +6,9 @@ folder alone, which also covers runs made with ``tracking.enabled=false``).
 Files (``config.yaml``, ``manifest.json``, ``state.json``, charts …) come from the run folder named
 by the tag ``ftlab.run_dir`` when it still exists on this machine and belongs to this run (its
 ``mlflow_run.json`` names the same run id); otherwise they are downloaded from the run's artifacts
-into a temporary folder. ``state.json`` is only in the run folder.
+into a temporary folder (:meth:`RecordedRun.download` also fetches folders such as the tuned
+adapter). ``state.json`` is read from the run folder only; without it, ``ftlab predict`` finds the
+tuned model from the run's ``ftlab.trained_model`` tag.
 
 Used by ``ftlab report`` and ``ftlab predict``; imports no model library.
 """
@@ -72,6 +74,26 @@ class RecordedRun:
             self._missing.add(rel)
             return None
         return got if got.is_file() else None
+
+    def download(self, rel: str) -> Optional[Path]:
+        """A recorded file or folder (``model/adapter``) on this machine: from the run folder, else
+        downloaded from the run's artifacts into a temporary folder; None if not recorded."""
+        if self.run_dir is not None and (self.run_dir / rel).exists():
+            return self.run_dir / rel
+        if self.client is None:
+            return None
+        parent, _, name = rel.rstrip("/").rpartition("/")
+        try:
+            listed = {Path(a.path).name for a in self.client.list_artifacts(self.run_id, parent or None)}
+        except Exception:
+            return None
+        if name not in listed:
+            return None
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f"ftlab-run-{self.run_id[:8]}-"))
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        got = Path(self.client.download_artifacts(self.run_id, rel, str(self._tmp)))
+        return got if got.exists() else None
 
     def text(self, rel: str) -> Optional[str]:
         path = self.file(rel)

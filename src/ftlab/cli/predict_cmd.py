@@ -2,12 +2,17 @@
 
 Applies a recorded run's model to new rows with the run's own config: its backend, prompt,
 decoding and label set. ``RUN`` is an MLflow run id, a run folder, or an experiment name (its
-newest run). The tuned model's reference comes from the run folder's ``state.json``; the default
-model is the tuned one when the run trained, else the base one. Each input line is a JSON object with the run's
-``data.text_column`` (e.g. ``input_text``); every bad line is reported as ``FILE:LINE`` and then
-nothing is written. Output: one JSON line per input row with ``id`` (the row's ``id``, else its
-1-based line number), ``line``, ``label``, ``raw_text``, ``unparseable``, ``scores`` and ``status``
-(plus ``truth`` when the row carries the run's ``data.label_column``).
+newest run). The tuned model's reference comes from the run folder's ``state.json``, else from
+the MLflow run (its ``ftlab.trained_model`` tag); when its folder is gone (the run folder was
+deleted, or this is another machine) the ``model/`` artifact is downloaded. The default model is
+the tuned one when the run trained, else the base one. Each input line is a JSON object with the
+run's ``data.text_column`` (e.g. ``input_text``); every bad line is reported as ``FILE:LINE`` and
+then nothing is written. Rows are predicted in chunks; each finished chunk is kept in
+``OUT.partial/`` (see :mod:`ftlab.predict_store`), so a killed prediction continues where it
+stopped when the same command runs again. Output (written at the end, atomically): one JSON line
+per input row with ``id`` (the row's ``id``, else its 1-based line number), ``line``, ``label``,
+``raw_text``, ``unparseable``, ``scores`` and ``status`` (plus ``truth`` when the row carries the
+run's ``data.label_column``).
 """
 
 from __future__ import annotations
@@ -72,45 +77,99 @@ def load_config(yaml_text: str, plugins) -> Any:
     return validate(plain, plugins)
 
 
-def choose_model(run, backend, which: Optional[str]):
-    """The ModelRef to predict with: ``tuned`` from ``state.json``, ``base`` from the backend."""
+def _trained_ref(run) -> Optional[dict]:
+    """The tuned model's reference: the run folder's ``state.json``, else what MLflow kept (the
+    ``ftlab.trained_model`` tag, then the ``state.json`` artifact)."""
+    trained = run.state().get("trained")
+    if trained is None and run.tags.get("ftlab.trained_model"):
+        trained = json.loads(run.tags["ftlab.trained_model"])
+    if trained is None and run.run_dir is None:
+        trained = (run.json("state.json") or {}).get("trained")
+    return trained
+
+
+def _local_model(run, ref):
+    """``ref`` with a local model folder that is gone replaced by the run's ``model/`` artifact."""
     from ftlab.contract import ModelRef
 
-    state = run.state()
-    trained = "trained" in state or "time/train_wall_s" in run.metrics
+    if not ref.uri or Path(ref.uri).exists():
+        return ref
+    name = Path(ref.uri).name
+    got = run.download(f"model/{name}")
+    if got is not None:
+        return ModelRef(backend=ref.backend, kind=ref.kind, uri=str(got), extra=dict(ref.extra))
+    if "/" in ref.uri or "\\" in ref.uri:  # a local path (a BigQuery model id has neither)
+        raise PredictError(f"the tuned model {ref.uri} is not on this machine and run {run.run_id} has "
+                           f"no 'model/{name}' artifact to download (was it run with "
+                           f"tracking.log_adapter=false?)")
+    return ref
+
+
+def choose_model(run, backend, which: Optional[str]):
+    """The ModelRef to predict with: ``tuned`` as recorded (its folder downloaded from the run's
+    artifacts when the run folder is gone), ``base`` from the backend."""
+    from ftlab.contract import ModelRef
+
+    trained_ref = _trained_ref(run)
+    trained = trained_ref is not None or "time/train_wall_s" in run.metrics
     which = which or ("tuned" if trained else "base")
     if which == "base":
         return backend.base_model()
-    if "trained" not in state:
+    if trained_ref is None:
         if not trained:
             raise PredictError(f"run {run.run_id} did not train: use --model base")
         where = run.tags.get("ftlab.run_dir", "?")
-        raise PredictError(f"the tuned model's reference is in the run folder's state.json, and the "
-                           f"run folder {where} is not on this machine (or has no state.json)")
-    return ModelRef.from_json(state["trained"])
+        raise PredictError(f"run {run.run_id} trained but recorded no tuned-model reference: no "
+                           f"state.json in its run folder {where} or its artifacts, and no "
+                           f"ftlab.trained_model tag")
+    return _local_model(run, ModelRef.from_json(trained_ref))
 
 
-def predict_rows(cfg, backend, model, prompt, rows, show_progress: bool = True) -> list[dict]:
+def _bar(console, show: bool):
+    """One progress bar over all rows, with rows done / total, elapsed time and the ETA."""
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
 
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("rows"), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), console=console or Console(stderr=True),
+                    disable=not show, transient=True)
+
+
+def predict_rows(cfg, backend, model, prompt, rows, show_progress: bool = True,
+                 store=None, console=None) -> list[dict]:
+    """Predict ``rows`` chunk by chunk (``eval.decoding.batch_size`` x 4 rows); with a ``store``
+    (:class:`ftlab.predict_store.PartialOutput`), chunks it holds are reused, never recomputed,
+    and each new chunk is kept there as soon as it is done."""
     from ftlab.config.compose import check_capabilities, decoding_for
     from ftlab.contract import UNPARSEABLE, Example
+    from ftlab.faults import kill_point
     from ftlab.plugins import get_plugins
 
-    d = cfg.eval.decoding
     decoding = decoding_for(cfg, check_capabilities(cfg, get_plugins()))  # as the run did
     text_col, label_col = cfg.data.text_column, cfg.data.label_column
     examples = [Example(id=f"predict-{n}", text=row[text_col], label=str(row.get(label_col, "")),
                         source=f"line {n}") for n, row in rows]
-    chunk = max(1, d.batch_size) * 4
+    chunk = chunk_rows(cfg)
+    done = store.load() if store is not None else {}
+    kept, saved = sum(len(v) for v in done.values()), len(done)
+    if store is not None and store.stale:
+        print(f"ftlab predict: {store.folder} was kept for another run, model or input: starting over",
+              file=sys.stderr)
+    if kept:
+        print(f"ftlab predict: continuing: {kept} of {len(rows)} rows were kept in {store.folder}",
+              file=sys.stderr)
     out: list[dict] = []
-    with Progress(console=Console(stderr=True), disable=not show_progress,
-                  transient=True) as bar:
-        task = bar.add_task(f"predict ({model.kind} model)", total=len(examples))
-        for i in range(0, len(examples), chunk):
+    with _bar(console, show_progress) as bar:
+        task = bar.add_task(f"predict ({model.kind} model)", total=len(examples), completed=kept)
+        for c, i in enumerate(range(0, len(examples), chunk)):
+            if c in done:
+                out.extend(done[c])
+                continue
             part = examples[i:i + chunk]
             preds = {p.id: p for p in backend.predict(model, part, prompt, decoding).items}
+            records = []
             for ex, (n, row) in zip(part, rows[i:i + chunk]):
                 p = preds.get(ex.id)
                 if p is None:
@@ -121,9 +180,19 @@ def predict_rows(cfg, backend, model, prompt, rows, show_progress: bool = True) 
                        "scores": dict(p.scores) if p.scores else None, "status": p.status}
                 if label_col in row:
                     rec["truth"] = row[label_col]
-                out.append(rec)
+                records.append(rec)
+            if store is not None:
+                store.save(c, records)
+                saved += 1
+                kill_point("predict.chunk", saved)
+            out.extend(records)
             bar.advance(task, len(part))
     return out
+
+
+def chunk_rows(cfg) -> int:
+    """Rows per backend call, and per file kept in ``OUT.partial/``."""
+    return max(1, cfg.eval.decoding.batch_size) * 4
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
@@ -137,8 +206,12 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 def predict(ref: str, input_path: Path, output_path: Path, which: Optional[str] = None,
             uri: Optional[str] = None, show_progress: bool = True) -> list[dict]:
+    """Predict every row of ``input_path`` into ``output_path``; continues from ``OUT.partial/``."""
+    import hashlib
+
     from ftlab.contract import RunContext
     from ftlab.plugins import get_plugins
+    from ftlab.predict_store import PartialOutput, file_sha256
     from ftlab.prompt import make_prompt
     from ftlab.runs import find_run
 
@@ -149,13 +222,24 @@ def predict(ref: str, input_path: Path, output_path: Path, which: Optional[str] 
             raise PredictError(f"run {run.run_id} has no recorded config.yaml")
         plugins = get_plugins()
         cfg = load_config(yaml_text, plugins)
+        if hasattr(cfg.backend, "progress"):
+            cfg.backend.progress = False  # one overall bar here, not the backend's bar per chunk
         rows = read_rows(input_path, cfg.data.text_column)  # before any model loads
         prompt = make_prompt(cfg.prompt, cfg.data.labels)
         with tempfile.TemporaryDirectory(prefix="ftlab-predict-") as work:
             backend = plugins.backend(cfg.backend.name).factory(cfg, RunContext(Path(work)))
             model = choose_model(run, backend, which)
-            records = predict_rows(cfg, backend, model, prompt, rows, show_progress)
+            key = {"run": run.run_id, "model": model.kind, "input": file_sha256(input_path),
+                   "config": hashlib.sha256(yaml_text.encode()).hexdigest()}
+            store = PartialOutput(Path(output_path), key, len(rows), chunk_rows(cfg))
+            try:
+                records = predict_rows(cfg, backend, model, prompt, rows, show_progress, store)
+            except KeyboardInterrupt:
+                print(f"ftlab predict: interrupted; finished chunks are kept in {store.folder}: run "
+                      f"the same command again to continue", file=sys.stderr)
+                raise
         write_jsonl(output_path, records)
+        store.remove()
         return records
     finally:
         run.cleanup()
@@ -182,6 +266,8 @@ def main(args: Sequence[str]) -> int:
     except (PredictError, RunNotFound, ConfigError, PluginError) as exc:
         print(f"ftlab predict: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     bad = sum(r["unparseable"] for r in records)
     print(f"{len(records)} predictions written to {ns.output} ({bad} unparseable)")
     return 0
