@@ -187,8 +187,9 @@ class Search:
         for ov in OverridesParser.create().parse_overrides(arguments):
             if ov.is_sweep_override():
                 space[ov.get_key_element()] = ov.input_line.split("=", 1)[1]
-            else:
+            else:  # a plain override of a key of the space fixes it: it leaves the space
                 fixed.append(ov.input_line)
+                space.pop(ov.get_key_element().lstrip("+~"), None)
         dists = distributions(space)
         seeds = [int(s) for s in (OmegaConf.select(self.config, "seeds", default=None) or [])]
         study = load_study(self.config, self.options)
