@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from local_peft_helpers import Recorder, make_cfg, make_examples, make_prompt
+from local_peft_helpers import LABELS, Recorder, make_examples, make_prompt
 
 from ftlab.contract import Pruned, TrainJob
 
@@ -15,7 +15,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:Futu
 def _train(tmp_path, report, epochs: float):
     from ftlab_local_peft.backend import LocalPeftBackend
 
-    cfg = make_cfg(train={"max_steps": -1, "epochs": epochs, "eval_loss": True, "batch_size": 4})
+    from ftlab.config.compose import compose, validate
+    from ftlab.plugins import Plugins
+
+    plugins = Plugins(load_entry_points=True)
+    cfg = validate(compose(["backend=local_peft", "model=tiny_random", f"data.labels=[{','.join(LABELS)}]",
+                            "backend.progress=false", "backend.dtype=float32", "backend.checkpoint_steps=0",
+                            "train.lora.r=4", "train.lora.alpha=8", "train.lora.target_modules=[q_proj,v_proj]",
+                            "prompt.max_input_tokens=64", "train.max_steps=-1", f"train.epochs={epochs}",
+                            "train.eval_loss=true", "train.batch_size=4"], plugins), plugins)
     rec = Recorder(tmp_path)
     ctx = dataclasses.replace(rec.ctx, report=report)
     (tmp_path / "out").mkdir()
