@@ -46,12 +46,13 @@ def make_cfg(real: bool, labels, backend=None, train=None, prompt=None):
     from omegaconf import OmegaConf
 
     from ftlab.config import RunConfig
-    from ftlab_local_peft.plugin import LocalPeftConfig
+    from ftlab_local_peft.plugin import LocalModelConfig, LocalPeftConfig
 
     p = project_conf("prompt", "classify")
     p.update(prompt or {})
     over = {"backend": OmegaConf.merge(OmegaConf.structured(LocalPeftConfig), backend or {}),
-            "model": REAL_MODEL if real else TINY_MODEL, "data": {"labels": labels},
+            "model": OmegaConf.merge(OmegaConf.structured(LocalModelConfig), REAL_MODEL if real else TINY_MODEL),
+            "data": {"labels": labels},
             "prompt": p, "train": train or {}}
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), over))
 

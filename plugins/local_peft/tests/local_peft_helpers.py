@@ -35,7 +35,7 @@ def make_cfg(train=None, backend=None, model=None, prompt=None, eval=None, seed:
     from omegaconf import OmegaConf
 
     from ftlab.config import RunConfig
-    from ftlab_local_peft.plugin import LocalPeftConfig
+    from ftlab_local_peft.plugin import LocalModelConfig, LocalPeftConfig
 
     base = OmegaConf.structured(RunConfig)
     over = {
@@ -43,9 +43,10 @@ def make_cfg(train=None, backend=None, model=None, prompt=None, eval=None, seed:
         "backend": OmegaConf.merge(OmegaConf.structured(LocalPeftConfig),
                                    {"progress": False, "dtype": "float32", "checkpoint_steps": 0,
                                     **(backend or {})}),
-        "model": {"source": "tiny_random", "name": "tiny",
-                  "tiny": {"vocab_size": 400, "hidden_size": 64, "num_layers": 2, "num_heads": 4,
-                           "num_kv_heads": 2, "intermediate_size": 128, "seed": 0}, **(model or {})},
+        "model": OmegaConf.merge(OmegaConf.structured(LocalModelConfig), {
+            "source": "tiny_random", "name": "tiny",
+            "tiny": {"vocab_size": 400, "hidden_size": 64, "num_layers": 2, "num_heads": 4,
+                     "num_kv_heads": 2, "intermediate_size": 128, "seed": 0}, **(model or {})}),
         "data": {"labels": LABELS},
         "prompt": {"template": "Classify.\n{labels}\nText: {text}", "max_input_tokens": 64,
                    **(prompt or {})},
