@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fake_backend import FakeBackend, FakeConfig
+from hydra.experimental.callback import Callback
 from test_sweeps import ftlab_main, parent_and_children
 
 from ftlab import hookimpl
@@ -30,6 +31,7 @@ class FakeCurveConfig(FakeConfig):
 
 class FakeCurveBackend(FakeBackend):
     def train(self, job):
+        self.ctx.set_tags({"fake.pid": str(os.getpid())})  # which process ran the job
         for epoch in range(1, self.cfg.backend.n_epochs + 1):
             loss = self.cfg.backend.loss_offset + 1.0 / epoch
             self.ctx.log_metrics({"train/eval_loss": loss}, epoch)
@@ -42,6 +44,17 @@ class FakeCurvePlugin:
     def ftlab_register_backends(self, register):
         register("fake_curve", lambda cfg, ctx: FakeCurveBackend(cfg, ctx), FakeCurveConfig,
                  Capabilities(intermediate_values=("train/eval_loss",)))
+
+
+class RegisterCurve(Callback):
+    """``+hydra.callbacks.curve._target_=test_sweep_pruning.RegisterCurve``: the backend in workers."""
+
+    def on_job_start(self, config, **kwargs) -> None:
+        from ftlab.plugins import get_plugins
+
+        plugins = get_plugins()
+        if plugins.pm.get_plugin("fake_curve_plugin") is None:
+            plugins.register(FakeCurvePlugin(), name="fake_curve_plugin")
 
 
 @pytest.fixture
@@ -132,6 +145,24 @@ def test_a_clearly_worse_trial_is_pruned_and_a_resumed_search_does_not_rerun_it(
     assert parent.data.metrics["sweep/n_jobs"] == 3 and parent.data.metrics["sweep/n_finished"] == 2
 
 
+def test_jobs_in_worker_processes_report_to_their_trial_through_the_storage(curve_plugins, tmp_path,
+                                                                            monkeypatch):
+    from optuna.trial import TrialState
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # workers import this module
+    _enqueue(0.0, 5.0)
+    assert _search(tmp_path, "a", 2, SPACE, *MEDIAN, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                   "+hydra.callbacks.curve._target_=test_sweep_pruning.RegisterCurve") == 0
+    trials = _trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert trials[1].intermediate_values == {1: pytest.approx(-6.0)}
+    _, _, children = parent_and_children()
+    runs = _by_trial(children)
+    assert {r.data.tags["fake.pid"] for r in runs.values()}.isdisjoint({str(os.getpid())})
+    assert runs[1].info.status == "KILLED" and runs[1].data.tags["ftlab.pruned"] == "true"
+    assert runs[0].info.status == "FINISHED"
+
+
 def test_pruning_is_off_by_default_so_every_trial_completes(curve_plugins, tmp_path):
     from optuna.trial import TrialState
 
@@ -176,6 +207,32 @@ def test_a_trial_pruned_before_its_driver_died_is_marked_pruned_not_requeued(cur
     assert trials[0].state == TrialState.PRUNED and "ftlab.interrupted" not in trials[0].user_attrs
     assert [t.state for t in trials[1:]] == [TrialState.COMPLETE], "one new trial: the pruned one counts"
     assert all("ftlab.retry_of" not in t.user_attrs for t in trials)
+
+
+def test_a_plain_override_fixes_a_key_of_the_configured_space():
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from ftlab.sweeps.search import Search
+
+    class Launcher:
+        jobs: list = []
+
+        def launch(self, jobs, initial_job_idx):
+            self.jobs += jobs
+            return [SimpleNamespace(return_value=0.5) for _ in jobs]
+
+    config = OmegaConf.create({"experiment": "fix", "tracking": {"uri": os.environ["MLFLOW_TRACKING_URI"]},
+                               "sweep": {"direction": "maximize"}, "seeds": None})
+    launcher = Launcher()
+    Search(config, launcher, n_trials=2, n_jobs=1, study_name=STUDY, storage=None, sampler="random", seed=0,
+           params={"train.method": "choice(lora,lora_cls)", "train.lora.r": "choice(4,8)"},
+           pruner={"name": "median"}).run(["train.method=lora", "train.epochs=2"])
+    assert [t.params.keys() for t in _trials()] == [{"train.lora.r"}, {"train.lora.r"}]
+    assert all("train.method=lora" in job and not any(a.startswith("train.method=lora_cls") for a in job)
+               for job in launcher.jobs)
+    assert all(any(a.startswith("++hydra.job.env_set.FTLAB_TRIAL=") for a in job) for job in launcher.jobs)
 
 
 @pytest.mark.parametrize("name,cls", [("none", "NopPruner"), ("median", "MedianPruner"),
