@@ -19,8 +19,8 @@ _HERE = "hydra_plugins.ftlab_sweeps"
 @dataclass
 class PrunerConf:
     """optuna: stop hopeless trials early on the intermediate values a backend reports while it trains
-    (``Capabilities.intermediate_values``; local_peft: ``train/eval_loss`` per epoch when
-    ``train.eval_loss=true``). Backends that report none are never pruned."""
+    (``Capabilities.intermediate_values``, e.g. ``train/eval_loss`` after each epoch, listed by
+    ``ftlab plugins``). Backends that report none are never pruned."""
 
     name: str = "none"
     """none, median (optuna MedianPruner), successive_halving or hyperband."""
@@ -32,7 +32,7 @@ class PrunerConf:
     n_startup_trials: int = 5
     """median: trials that finish unpruned before pruning starts."""
     n_warmup_steps: int = 0
-    """median: steps (local_peft: epochs) of each trial that are never pruned."""
+    """median: steps (as the backend counts them, e.g. epochs) of each trial that are never pruned."""
     interval_steps: int = 1
     """median: check every N steps."""
     min_resource: Optional[int] = None
