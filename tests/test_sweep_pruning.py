@@ -241,7 +241,8 @@ def test_a_plain_override_fixes_a_key_of_the_configured_space():
 def test_pruner_choice_builds_the_optuna_pruner(name, cls):
     from ftlab.sweeps.prune import make_pruner
 
-    assert type(make_pruner({"pruner": {"name": name, "min_resource": 1, "reduction_factor": 2}})).__name__ == cls
+    pruner = make_pruner({"pruner": {"name": name, "min_resource": 1, "reduction_factor": 2}})
+    assert type(pruner).__name__ == cls
 
 
 def test_an_unknown_pruner_is_an_error_naming_the_choices():

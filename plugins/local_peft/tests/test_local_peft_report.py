@@ -21,7 +21,8 @@ def _train(tmp_path, report, epochs: float):
     plugins = Plugins(load_entry_points=True)
     cfg = validate(compose(["backend=local_peft", "model=tiny_random", f"data.labels=[{','.join(LABELS)}]",
                             "backend.progress=false", "backend.dtype=float32", "backend.checkpoint_steps=0",
-                            "train.lora.r=4", "train.lora.alpha=8", "train.lora.target_modules=[q_proj,v_proj]",
+                            "train.lora.r=4", "train.lora.alpha=8",
+                            "train.lora.target_modules=[q_proj,v_proj]",
                             "prompt.max_input_tokens=64", "train.max_steps=-1", f"train.epochs={epochs}",
                             "train.eval_loss=true", "train.batch_size=4"], plugins), plugins)
     rec = Recorder(tmp_path)

@@ -83,7 +83,8 @@ class TrialReporter:
         self.reported += 1
         if self.trial.should_prune():
             self.trial.set_user_attr(PRUNED_ATTR, int(step))
-            log.warning("optuna trial %d pruned at step %d (%s = %.4g)", self.number, step, self.metric, value)
+            log.warning("optuna trial %d pruned at step %d (%s = %.4g)", self.number, step, self.metric,
+                        value)
             raise Pruned(int(step), f"optuna trial {self.number} pruned at step {step}: "
                                     f"{self.metric} = {value:.4g}")
 
