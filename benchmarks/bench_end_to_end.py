@@ -92,6 +92,10 @@ def main() -> None:
         if f"{key}/strict/macro_f1" in m:
             print(f"  {stage}: macro-F1 strict {m[f'{key}/strict/macro_f1']:.3f}, "
                   f"lenient {m.get(f'{key}/lenient/macro_f1', float('nan')):.3f}")
+    if "compare/eval/macro_f1_delta" in m:
+        print(f"  tuned - base macro-F1 {m['compare/eval/macro_f1_delta']:+.3f}, 95% paired bootstrap CI "
+              f"[{m['compare/eval/macro_f1_delta_ci_low']:+.3f}, {m['compare/eval/macro_f1_delta_ci_high']:+.3f}]"
+              f", McNemar p {m.get('compare/eval/mcnemar_p', float('nan')):.2g}")
     if off_wall is not None:
         print(f"tracking off: {off_wall:.1f} s wall; on - off = {wall - off_wall:+.1f} s "
               f"({100 * (wall - off_wall) / off_wall:+.1f} %, machine noise included)")
@@ -105,6 +109,8 @@ def main() -> None:
     if not args.quick and "eval/tuned/eval/strict/macro_f1" in m:
         print(f"RESULT tuned_macro_f1_strict {m['eval/tuned/eval/strict/macro_f1']:.4f} macro_f1")
         print(f"RESULT tuned_macro_f1_lenient {m['eval/tuned/eval/lenient/macro_f1']:.4f} macro_f1")
+    if not args.quick and "compare/eval/macro_f1_delta_ci_low" in m:
+        print(f"RESULT macro_f1_delta_ci_low {m['compare/eval/macro_f1_delta_ci_low']:.4f} macro_f1 target=>0")
 
 
 if __name__ == "__main__":
