@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional
 
 log = logging.getLogger("ftlab")
 TRIAL_ENV = "FTLAB_TRIAL"
+STORAGE_ENV = "FTLAB_OPTUNA_STORAGE"  # the study storage, named to the job by the driver
 PRUNED_ATTR = "ftlab.pruned_at_step"
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 

@@ -24,7 +24,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.sweeps.context import SEED_KEYS
-from ftlab.sweeps.prune import PRUNED_ATTR, TRIAL_ENV, enabled
+from ftlab.sweeps.prune import PRUNED_ATTR, STORAGE_ENV, TRIAL_ENV, enabled
 
 log = logging.getLogger("ftlab")
 PARENT_ATTR = "ftlab.mlflow_parent_run_id"
@@ -64,7 +64,8 @@ def load_study(config: Any, options: dict, create: bool = True) -> Any:
     from ftlab.sweeps.prune import make_pruner
     from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
 
-    url = storage_url(options.get("storage"), resolve_tracking_uri(config.tracking.uri))
+    url = os.environ.get(STORAGE_ENV) or storage_url(options.get("storage"),
+                                                     resolve_tracking_uri(config.tracking.uri))
     name = options.get("study_name") or str(config.experiment)
     maximize = str(config.sweep.direction).endswith("maximize")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -182,6 +183,8 @@ class Search:
         from hydra.core.override_parser.overrides_parser import OverridesParser
         from optuna.trial import TrialState
 
+        from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
+
         space = dict(self.space)
         fixed = []
         for ov in OverridesParser.create().parse_overrides(arguments):
@@ -193,6 +196,10 @@ class Search:
         dists = distributions(space)
         seeds = [int(s) for s in (OmegaConf.select(self.config, "seeds", default=None) or [])]
         study = load_study(self.config, self.options)
+        # the job is told the storage instead of resolving it again: a worker process (joblib's
+        # reused workers, Ray) may carry another environment (MLFLOW_TRACKING_URI) than this driver
+        study_storage = storage_url(self.options.get("storage"),
+                                    resolve_tracking_uri(self.config.tracking.uri))
         prune = enabled(self.options)
         if prune and seeds:
             log.warning("hydra.sweeper.pruner is ignored with seeds: a trial's value is a mean over seeds")
@@ -208,8 +215,9 @@ class Search:
             for t in trials:
                 t.set_user_attr("ftlab.driver", self.driver)
                 base = fixed + [f"{k}={v}" for k, v in t.params.items()]
-                if prune:  # names the trial to the job, in whichever process it runs
-                    base.append(f"++hydra.job.env_set.{TRIAL_ENV}={t.number}")
+                if prune:  # names the trial and its storage to the job, in whichever process it runs
+                    base += [f"++hydra.job.env_set.{TRIAL_ENV}={t.number}",
+                             f"++hydra.job.env_set.{STORAGE_ENV}={study_storage}"]
                 if seeds:
                     jobs += [base + [f"seed={s}", "train.seed=${seed}"] for s in seeds]
                 else:
