@@ -98,6 +98,26 @@ def test_report_for_experiment_side_by_side_newest_first_and_escaped(run_experim
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in html
     assert "<script>" not in md
     assert len(_images(html)) == 5  # 4 for the full run, 1 confusion matrix for the base-only run
+    assert "not like for like" not in md  # same prompt and labels: nothing to warn about
+
+
+def test_side_by_side_warns_when_runs_were_sent_different_prompts(run_experiment, fake_backend, tmp_path):
+    from ftlab.config.compose import compose
+    from ftlab.report import build_report
+    from ftlab.runner import run
+
+    run_experiment()
+    first = _run_id()
+    cfg = compose(["+experiment=smoke", "backend=fake", "stages=[evaluate_base]",
+                   "prompt.max_input_chars=50"], fake_backend)
+    run(cfg, run_dir=tmp_path / "run2", plugins=fake_backend)
+    second = _run_id()
+    html_path, md_path = build_report("smoke", tmp_path / "out")
+    md, html = md_path.read_text(), html_path.read_text()
+    for sha in (first.data.tags["ftlab.prompt_sha256"][:12], second.data.tags["ftlab.prompt_sha256"][:12]):
+        assert sha in md
+    assert "were not given the same prompt" in md and "prompt=classify_portable" in md
+    assert "were not given the same prompt" in html and "same label set" not in md
 
 
 def test_report_unknown_reference_is_a_clear_error(run_experiment, capsys):

@@ -95,20 +95,55 @@ class Prediction:
     latency_s: float = 0.0
     prompt_tokens: int = 0
     output_tokens: int = 0
+    prompt: str = ""
+    """The exact text the model was given (chat template and truncation applied), as the backend sent it;
+    the host writes its sha256 in the predictions row and the distinct texts to ``prompts.jsonl``."""
+    truncation: Optional[Mapping[str, Any]] = None
+    """Each cut applied to the input text, by kind: ``chars`` (the host's ``prompt.max_input_chars``
+    budget, the same for every backend), ``tokens`` (a backend's token budget), ``document`` (a separate
+    context a backend reads), each ``{"limit", "input", "kept", "side"}`` in that unit, e.g.
+    ``{"tokens": {"limit": 256, "input": 812, "kept": 256, "side": "right"}}``. ``None`` = nothing cut."""
+    prompt_sha256: str = ""
+    """Hash of :attr:`prompt`; filled from ``prompt`` when empty (read back from a row without the text)."""
+
+    def __post_init__(self) -> None:
+        if self.prompt and not self.prompt_sha256:
+            object.__setattr__(self, "prompt_sha256", text_sha256(self.prompt))
 
     def to_json(self) -> dict:
-        """This prediction's fields of a predictions row (``predictions.jsonl``); the one writer."""
+        """This prediction's fields of a predictions row (``predictions.jsonl``); the one writer.
+        The prompt text itself goes to ``prompts.jsonl`` (:func:`prompt_rows`), the row keeps its hash."""
         return {"id": self.id, "raw_text": self.raw_text, "label": self.label, "status": self.status,
                 "scores": dict(self.scores) if self.scores else None, "latency_s": self.latency_s,
-                "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens}
+                "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens,
+                "prompt_sha256": self.prompt_sha256 or None,
+                "truncation": dict(self.truncation) if self.truncation else None}
 
     @classmethod
-    def from_json(cls, row: Mapping[str, Any]) -> "Prediction":
-        """Inverse of :meth:`to_json`; a row's other fields (truth, correct …) are ignored."""
+    def from_json(cls, row: Mapping[str, Any], prompts: Optional[Mapping[str, str]] = None) -> "Prediction":
+        """Inverse of :meth:`to_json`; a row's other fields (truth, correct …) are ignored. ``prompts``
+        (sha256 → text, from ``prompts.jsonl``) restores the prompt text."""
+        sha = row.get("prompt_sha256") or ""
         return cls(id=row["id"], raw_text=row["raw_text"], label=row.get("label") or "",
                    scores=row.get("scores"), status=row.get("status") or "",
                    latency_s=row.get("latency_s", 0.0), prompt_tokens=row.get("prompt_tokens", 0),
-                   output_tokens=row.get("output_tokens", 0))
+                   output_tokens=row.get("output_tokens", 0), prompt=(prompts or {}).get(sha, ""),
+                   truncation=row.get("truncation"), prompt_sha256=sha)
+
+
+def text_sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def prompt_rows(items: Sequence[Prediction]) -> list[dict]:
+    """The distinct prompts of ``items``, first-seen order: ``{"sha256", "text", "ids"}`` rows."""
+    seen: dict[str, dict] = {}
+    for p in items:
+        if p.prompt:
+            seen.setdefault(p.prompt_sha256, {"sha256": p.prompt_sha256, "text": p.prompt, "ids": []})["ids"].append(p.id)
+    return list(seen.values())
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ftlab.contract import UNPARSEABLE, Example, Prediction, Predictions
+from ftlab.contract import UNPARSEABLE, Example, Prediction, Predictions, prompt_rows
 from ftlab.metrics.classification import Report, classification_report, lenient_truth
 from ftlab.paths import atomic_open, atomic_write_text
 from ftlab.prompt import Prompt
@@ -93,7 +93,8 @@ def metric_dict(s: Scored, labels: Sequence[str]) -> dict[str, float]:
 
 
 def write_files(s: Scored, examples: Sequence[Example], labels: Sequence[str], out: Path) -> list[Path]:
-    """predictions.jsonl, per_class.csv, confusion_matrix.csv/.png, metrics.json under ``out``."""
+    """predictions.jsonl, prompts.jsonl (the distinct texts sent, by sha256), per_class.csv,
+    confusion_matrix.csv/.png, metrics.json under ``out``."""
     from ftlab import plots
 
     out.mkdir(parents=True, exist_ok=True)
@@ -107,6 +108,13 @@ def write_files(s: Scored, examples: Sequence[Example], labels: Sequence[str], o
                    "unparseable": p.label == UNPARSEABLE}
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     files.append(path)
+    prompts = prompt_rows(s.items)
+    if prompts:
+        path = out / "prompts.jsonl"
+        with atomic_open(path) as fh:
+            for r in prompts:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        files.append(path)
     path = out / "per_class.csv"
     slugs = {v: k for k, v in slug_map(labels).items()}
     with atomic_open(path, newline="") as fh:

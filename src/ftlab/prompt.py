@@ -19,7 +19,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ftlab.contract import UNPARSEABLE
 
@@ -132,10 +132,22 @@ class Prompt:
     def label_block(self) -> str:
         return "\n".join(self.label_line.format(label=lab) for lab in self.labels)
 
+    def cut_input(self, text: str) -> tuple[str, Optional[dict]]:
+        """``text`` within the host's character budget (``max_input_chars``, 0 = none), and the cut
+        made (``{"limit", "input", "kept", "side"}`` in characters) or ``None``."""
+        if not self.max_input_chars or len(text) <= self.max_input_chars:
+            return text, None
+        kept = cut(text, self.max_input_chars, self.truncation_side, self.middle_tail)
+        return kept, {"limit": self.max_input_chars, "input": len(text),
+                      "kept": min(self.max_input_chars, len(text)), "side": self.truncation_side}
+
     def render(self, text: str) -> str:
-        """The user message for one input (the text already truncated by the backend)."""
-        if self.max_input_chars and len(text) > self.max_input_chars:
-            text = cut(text, self.max_input_chars, self.truncation_side, self.middle_tail)
+        """The user message for one input: the host's character budget applied, then the template."""
+        return self.fill(self.cut_input(text)[0])
+
+    def fill(self, text: str) -> str:
+        """The template around ``text`` as given (a backend that cuts further, e.g. to a token budget,
+        applies :meth:`cut_input` first, then its own cut, then this)."""
         return self.template.format(labels=self.label_block, text=text)
 
     def parse(self, answer: str) -> str:

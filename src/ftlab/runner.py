@@ -55,7 +55,11 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 
 def _load_predictions(path: Path, ref: ModelRef) -> Predictions:
-    items = (Prediction.from_json(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines())
+    sent = path.with_name("prompts.jsonl")
+    prompts = {r["sha256"]: r["text"] for r in map(json.loads, sent.read_text(encoding="utf-8").splitlines())} \
+        if sent.exists() else {}
+    items = (Prediction.from_json(json.loads(line), prompts)
+             for line in path.read_text(encoding="utf-8").splitlines())
     return Predictions(model=ref, items=tuple(items))
 
 
@@ -204,6 +208,9 @@ class Run:
                              dists=(info.distribution, *info.distributions))
         man["fallbacks"] = [f.to_json() for f in self.fallbacks]
         man["unused_train_keys"] = self.unused_train_keys
+        caps = info.capabilities
+        honoured = sorted(caps.train_keys) if caps is not None and caps.train_keys is not None else None
+        man["train_keys"] = dict(caps.train_keys) if honoured is not None else None
         atomic_write_text(self.run_dir / "manifest.json", json.dumps(man, indent=1))
         atomic_write_text(self.run_dir / "labels.json", json.dumps(ev.slug_map(cfg.data.labels), indent=1))
         t = cfg.tracking
@@ -215,7 +222,8 @@ class Run:
                             "ftlab.label_set_sha256": man["label_set_sha256"], **self.extra_tags,
                             **{f"ftlab.fallback.{f.key}": f.describe()[:5000] for f in self.fallbacks},
                             **({"ftlab.unused_train_keys": " ".join(self.unused_train_keys)[:5000]}
-                               if self.unused_train_keys else {})},
+                               if self.unused_train_keys else {}),
+                            **({"ftlab.train_keys": " ".join(honoured)[:5000]} if honoured is not None else {})},
                            resume=bool(cfg.resume))
         self.plugins.run_started(cfg, self.run_dir)
         for f in self.fallbacks:

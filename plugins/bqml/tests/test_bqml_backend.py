@@ -7,7 +7,7 @@ import json
 
 from ftlab.contract import Decoding, TrainJob
 
-from ftlab_bqml.testing import load_examples, macro_f1, make_prompt
+from ftlab_bqml.testing import host_report, load_examples, make_prompt
 
 
 def test_full_run_base_tune_tuned_native(make_backend, fake_bq, tmp_path):
@@ -40,7 +40,7 @@ def test_full_run_base_tune_tuned_native(make_backend, fake_bq, tmp_path):
 
     after = backend.predict(trained.model, evals, prompt, Decoding(mode="generate"))
     native_tuned = backend.native_evaluate(trained.model, evals, prompt)
-    f1_base, f1_tuned = macro_f1(prompt, evals, before), macro_f1(prompt, evals, after)
+    f1_base, f1_tuned = (host_report(prompt, evals, p).macro_f1 for p in (before, after))
     assert f1_tuned > f1_base + 0.03, (f1_base, f1_tuned)
     assert native_tuned["macro_f1"] > native_base["macro_f1"]
     assert native_tuned["num_total_rows"] == 60

@@ -154,6 +154,7 @@ def test_reloaded_model_scores_like_the_fitted_sklearn_pipeline(classifier, labe
 
     from ftlab.config.compose import compose, validate
     from ftlab.contract import Example, RunContext, TrainJob
+    from ftlab.prompt import make_prompt
     from ftlab_tfidf.backend import TfidfBackend
 
     cfg = validate(compose(["+experiment=mtsamples17_tfidf", f"backend.classifier={classifier}",
@@ -161,9 +162,11 @@ def test_reloaded_model_scores_like_the_fitted_sklearn_pipeline(classifier, labe
     exs, test = ([Example(id=f"{split}-{i}", text=r["input_text"], label=r["output_text"])
                   for i, r in enumerate(_rows(n, seed, labels))]
                  for split, n, seed in (("t", 40, 3), ("e", 20, 4)))
+    prompt = make_prompt(cfg.prompt, cfg.data.labels)
     backend = TfidfBackend(cfg, RunContext(tmp_path))
-    trained = backend.train(TrainJob(tuple(exs), tuple(test), None, tmp_path))
-    preds = TfidfBackend(cfg, RunContext(tmp_path)).predict(trained.model, test, None, None).items
+    trained = backend.train(TrainJob(tuple(exs), tuple(test), prompt, tmp_path))
+    preds = TfidfBackend(cfg, RunContext(tmp_path)).predict(trained.model, test, prompt, None).items
+    assert [p.prompt for p in preds] == [e.text for e in test]  # what it read: the transcript itself
 
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     x = vec.fit_transform([e.text for e in exs])
@@ -214,3 +217,39 @@ def test_train_method_none_keeps_the_majority_class(tmp_path):
     exs = tuple(Example(id=f"t-{i}", text=r["input_text"], label=r["output_text"]) for i, r in enumerate(_rows(8, 1)))
     trained = backend.train(TrainJob(exs, exs, None, tmp_path))
     assert trained.model == backend.base_model() and not list(tmp_path.iterdir())
+
+
+def test_report_shows_only_the_train_keys_tfidf_honours(recorded, tmp_path):
+    """The report's config table comes from the backend's declared ``train_keys``, not from a list
+    of local_peft's keys in the host: a tfidf run shows ``train.method`` and no LoRA shape."""
+    db, _, run, _ = recorded
+    assert run.data.tags["ftlab.train_keys"] == "method"
+    assert "train.lora.r" in run.data.params  # logged (every config value is) ...
+    out = tmp_path / "report"
+    _ftlab("report", run.info.run_id, "--output", str(out), db=db)
+    md = next(out.glob("*.md")).read_text()
+    assert "| `train.method` | lora |" in md and "| `backend.min_df` | 1 |" in md
+    for key in ("train.lora.r", "train.learning_rate", "train.batch_size", "train.epochs"):
+        assert key not in md, key  # ... but not shown as if it had shaped the run
+
+
+def test_each_row_records_the_hash_of_what_was_sent_and_the_texts_are_logged(recorded, tmp_path):
+    """predictions.jsonl keeps each row's prompt sha256 (and cut); prompts.jsonl, in the run folder and
+    in MLflow, maps each hash to the exact text (for tfidf: the transcript, no instruction)."""
+    import hashlib
+
+    from mlflow.tracking import MlflowClient
+
+    db, run_dir, run, eval_rows = recorded
+    rows = _predictions(run_dir, "tuned")
+    sent = [json.loads(x) for x in (run_dir / "eval" / "tuned" / "eval" / "prompts.jsonl").read_text().splitlines()]
+    by_sha = {r["sha256"]: r for r in sent}
+    for row, src in zip(rows, eval_rows):
+        text = by_sha[row["prompt_sha256"]]["text"]
+        assert text == src["input_text"] and row["id"] in by_sha[row["prompt_sha256"]]["ids"]
+        assert hashlib.sha256(text.encode()).hexdigest() == row["prompt_sha256"]
+        assert row["truncation"] is None  # prompt.max_input_chars=0: nothing cut
+    assert len(sent) == len({r["input_text"] for r in eval_rows})
+    got = MlflowClient(tracking_uri=db).download_artifacts(run.info.run_id, "eval/tuned/eval/prompts.jsonl",
+                                                           str(tmp_path))
+    assert Path(got).read_text() == (run_dir / "eval" / "tuned" / "eval" / "prompts.jsonl").read_text()

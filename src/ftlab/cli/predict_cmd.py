@@ -11,8 +11,9 @@ then nothing is written. Rows are predicted in chunks; each finished chunk is ke
 ``OUT.partial/`` (see :mod:`ftlab.predict_store`), so a killed prediction continues where it
 stopped when the same command runs again. Output (written at the end, atomically): one JSON line
 per input row with ``id`` (the row's ``id``, else its 1-based line number), ``line``, ``label``,
-``raw_text``, ``unparseable``, ``scores`` and ``status`` (plus ``truth`` when the row carries the
-run's ``data.label_column``).
+``raw_text``, ``unparseable``, ``scores``, ``status`` and the fields a run's ``predictions.jsonl``
+row has (``prompt_sha256`` and ``truncation``: what the model was sent, :class:`ftlab.contract.Prediction`),
+plus ``truth`` when the row carries the run's ``data.label_column``.
 """
 
 from __future__ import annotations
@@ -65,12 +66,9 @@ def read_rows(path: Path, text_column: str) -> list[tuple[int, dict]]:
 
 def load_config(yaml_text: str, plugins) -> Any:
     """The run's recorded config, typed and validated (backend schema from its plugin)."""
-    from omegaconf import OmegaConf
+    from ftlab.config.compose import ConfigError, plain_config, validate
 
-    from ftlab.config.compose import ConfigError, validate
-
-    plain = OmegaConf.to_container(OmegaConf.create(yaml_text))
-    plain.pop("hydra", None)
+    plain = plain_config(yaml_text, resolve=False)
     name = (plain.get("backend") or {}).get("name")
     if not name:
         raise ConfigError("the recorded config has no backend.name")
@@ -142,6 +140,8 @@ def predict_rows(cfg, backend, model, prompt, rows, show_progress: bool = True,
     """Predict ``rows`` chunk by chunk (``eval.decoding.batch_size`` x 4 rows); with a ``store``
     (:class:`ftlab.predict_store.PartialOutput`), chunks it holds are reused, never recomputed,
     and each new chunk is kept there as soon as it is done."""
+    from dataclasses import replace
+
     from ftlab.config.compose import check_capabilities, decoding_for
     from ftlab.contract import UNPARSEABLE, Example
     from ftlab.faults import kill_point
@@ -175,9 +175,8 @@ def predict_rows(cfg, backend, model, prompt, rows, show_progress: bool = True,
                 if p is None:
                     raise PredictError(f"the backend returned no prediction for line {n}")
                 label = prompt.parse(p.raw_text)
-                rec = {"id": row.get("id", n), "line": n, "label": label, "raw_text": p.raw_text,
-                       "unparseable": label == UNPARSEABLE,
-                       "scores": dict(p.scores) if p.scores else None, "status": p.status}
+                rec = {**replace(p, label=label).to_json(), "id": row.get("id", n), "line": n,
+                       "unparseable": label == UNPARSEABLE}
                 if label_col in row:
                     rec["truth"] = row[label_col]
                 records.append(rec)

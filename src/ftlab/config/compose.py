@@ -146,8 +146,7 @@ def validate(cfg: DictConfig | dict, plugins=None) -> RunConfig:
     """
     node = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg.copy()
     if "hydra" in node:  # Hydra's own node is not part of the run config
-        with open_dict(node):
-            node.pop("hydra")
+        node = OmegaConf.create(plain_config(node, resolve=False))
     if OmegaConf.get_type(node) is not RunConfig:
         schemas: list[Any] = [OmegaConf.structured(RunConfig)]
         name = OmegaConf.select(node, "backend.name", default=None)

@@ -18,16 +18,20 @@ class PromptConfig:
     system: str = ""
     """System message for chat models; empty = the model's default."""
     max_input_tokens: int = 256
-    """Keep at most this many tokens of the input text (model tokenizer); 0 = no limit."""
+    """Backends with a tokenizer (local models) keep at most this many tokens of the input text, after
+    the character budget; a remote backend has no tokenizer and ignores it; 0 = no limit."""
     max_input_chars: int = 0
-    """Keep at most this many characters of the input text (remote backends); 0 = no limit."""
+    """The host's character budget: every backend receives the input cut to this many characters, so
+    all of them read the same text (prompt=classify_portable sets it for cross-backend comparisons);
+    0 = no limit. Each prediction records the cuts made (predictions.jsonl `truncation`)."""
     truncation_side: str = "right"
     """right = keep the beginning of the text, left = keep the end, middle = keep both ends and cut
     the middle (marked with `[...]`; diagnoses and plans often sit at the end of a transcript)."""
     middle_tail: int = 64
     """truncation_side=middle: how many of the kept tokens (or characters) come from the end."""
     use_chat_template: bool = True
-    """Wrap the prompt in the model's chat template when it has one."""
+    """Wrap the prompt in the model's chat template when it has one (local models; a remote model
+    applies its own)."""
 
     def __post_init__(self) -> None:
         if self.truncation_side not in ("left", "right", "middle"):

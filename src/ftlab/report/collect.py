@@ -18,10 +18,11 @@ HEADLINE = (("macro-F1", "macro_f1"), ("micro-F1", "micro_f1"), ("accuracy", "ac
 CONFIG_KEYS = ("backend.name", "model.name", "model.source", "model.endpoint", "data.name",
                "data.train_path", "data.eval_path", "data.test_path", "data.max_train_rows",
                "data.max_eval_rows", "data.acceptable.source", "prompt.name", "stages", "seed",
-               "train.method", "train.epochs", "train.max_steps", "train.learning_rate",
-               "train.batch_size", "train.gradient_accumulation_steps", "train.lora.r",
-               "train.lora.alpha", "train.lora.dropout", "eval.splits", "eval.decoding.mode",
-               "eval.bootstrap_samples", "eval.bootstrap_seed", "eval.confidence")
+               "train.method", "eval.splits", "eval.decoding.mode", "eval.bootstrap_samples",
+               "eval.bootstrap_seed", "eval.confidence")
+"""Keys every backend shares, shown first. Then every ``train.*`` key the run's backend honours (its
+capabilities, tagged ``ftlab.train_keys``; all of them for a backend that declares none) and every
+``backend.*`` key."""
 
 
 @dataclass
@@ -181,6 +182,15 @@ def collect(run: RecordedRun) -> RunView:
     started = (datetime.fromtimestamp(run.start_time / 1000, tz=timezone.utc)
                .strftime("%Y-%m-%d %H:%M:%S UTC") if run.start_time else "")
     config = [(k, run.params[k]) for k in CONFIG_KEYS if run.params.get(k) not in (None, "None")]
+    honoured = run.tags.get("ftlab.train_keys")
+    honoured = None if honoured is None else honoured.split()
+
+    def shown(key: str) -> bool:
+        k = key[len("train."):]
+        return honoured is None or any(k == h or k.startswith(h + ".") for h in honoured)
+
+    config += [(k, v) for k, v in sorted(run.params.items())
+               if k.startswith("train.") and k not in CONFIG_KEYS and shown(k) and v not in (None, "None")]
     config += [(k, v) for k, v in sorted(run.params.items())
                if k.startswith("backend.") and k != "backend.name"]
     charts = [c for c in [_chart(run, "train/loss.png", "Training loss per step")] if c]
@@ -192,6 +202,23 @@ def collect(run: RecordedRun) -> RunView:
     if run.status != "FINISHED":
         notes.append(f"Run status is {run.status}: numbers may be partial.")
     return RunView(run, started, config, splits, charts, _provenance(run), native, notes)
+
+
+def comparability(views: list[RunView]) -> list[str]:
+    """Warnings for a side-by-side table whose runs did not see the same inputs: another prompt (its
+    sha256 covers the template, label list and every truncation setting) or another label set."""
+    notes = []
+    for key, what in (("ftlab.prompt_sha256", "prompt"), ("ftlab.label_set_sha256", "label set")):
+        seen: dict[str, list[str]] = {}
+        for v in views:
+            seen.setdefault(v.run.tags.get(key, "?")[:12], []).append(v.run.label)
+        if len(seen) > 1:
+            groups = "; ".join(f"{sha}: {', '.join(runs)}" for sha, runs in seen.items())
+            notes.append(f"These runs were not given the same {what} ({groups}), so their numbers are not "
+                         f"like for like" + (". To compare backends on the same text, run each with "
+                                             "prompt=classify_portable (the host cuts every input alike)"
+                                             if what == "prompt" else "") + ".")
+    return notes
 
 
 def fmt(x: Optional[float], signed: bool = False) -> str:

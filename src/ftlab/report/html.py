@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from ftlab.report.collect import RunView, ci_text, confidence_pct, fmt, fmt_p
+from ftlab.report.collect import RunView, ci_text, comparability, confidence_pct, fmt, fmt_p
 
 TEMPLATE = r"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -44,6 +44,7 @@ row's own label, lenient = any acceptable label of the row.</p>
 <td class="num">{{ ci_text(c) }}</td><td class="num">{{ fmt_p(c.mcnemar_p if c and 'mcnemar_p' in c else None) }}</td></tr>
 {% endfor %}
 </table>
+{% for n in unlike %}<p class="note">{{ n }}</p>{% endfor %}
 {% endif %}
 {% for v in views %}
 <h2 id="run-{{ v.run.run_id }}">Run {{ v.run.label }}</h2>
@@ -99,5 +100,6 @@ def render_html(views: list[RunView], title: str, generated: str, uri: str) -> s
     env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     tpl = env.from_string(TEMPLATE)
     return tpl.render(views=views, title=title, generated=generated, uri=uri, fmt=fmt, fmt_p=fmt_p,
+                      unlike=comparability(views) if len(views) > 1 else [],
                       ci_text=ci_text, conf=confidence_pct, cls=_cls,
                       b64=lambda b: base64.b64encode(b).decode("ascii"))

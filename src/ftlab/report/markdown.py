@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ftlab.paths import atomic_write_bytes
-from ftlab.report.collect import RunView, ci_text, confidence_pct, fmt, fmt_p
+from ftlab.report.collect import RunView, ci_text, comparability, confidence_pct, fmt, fmt_p
 
 
 def cell(x: object) -> str:
@@ -40,6 +40,8 @@ def render_markdown(views: list[RunView], title: str, generated: str, uri: str,
         lines += _table(["run", "started", "status", "backend", "model", "base macro-F1",
                          "base lenient", "tuned macro-F1", "tuned lenient", "delta [CI]",
                          "McNemar p"], rows)
+        unlike = comparability(views)
+        lines += [f"> {cell(n)}" for n in unlike] + ([""] if unlike else [])
     for v in views:
         prefix = v.run.run_id[:8]
         lines += [f"## Run {cell(v.run.label)}", "",

@@ -1,8 +1,11 @@
 """The ``bqml`` Backend: upload splits, create the remote model, predict, tune, evaluate natively.
 
-Prompt handling: each row's prompt is rendered in Python by the host's ``Prompt.render`` and
-uploaded as the ``prompt`` column next to ``id``, ``input_text`` and ``output_text``; every
-statement reads that column, so local and remote backends see byte-identical prompts.
+Prompt handling: each row's prompt is rendered in Python by the host's ``Prompt.render`` (the
+host's character budget ``prompt.max_input_chars``, no token cut, no chat template: the remote model
+wraps it itself) and uploaded as the ``prompt`` column next to ``id``, ``input_text`` and
+``output_text``; every statement reads that column, and predictions read it back from
+ML.GENERATE_TEXT's output, so each prediction records the text BigQuery used. local_peft sends the
+same instruction only under a host budget (``prompt=classify_portable``); docs/backends/README.md.
 """
 
 from __future__ import annotations
@@ -143,12 +146,14 @@ class BqmlBackend:
             items = tuple(Prediction(id=ex.id, raw_text="", status=DRY_RUN_STATUS) for ex in examples)
             return Predictions(model=model, items=items, metrics={})
         results: dict[str, tuple[str, str]] = {}
+        sent: dict[str, str] = {}
         wanted = {ex.id for ex in examples}
         rounds = retried = 0
         while True:
             for r in rows:
                 results[str(r["id"])] = (r.get("ml_generate_text_llm_result") or "",
                                          r.get("ml_generate_text_status") or "")
+                sent[str(r["id"])] = r.get("prompt") or ""
             failing = sorted(i for i in wanted if i not in results or results[i][1])
             if not failing or rounds >= self.cfg.row_retries:
                 break
@@ -161,7 +166,9 @@ class BqmlBackend:
         items = []
         for ex in examples:
             text, status = results.get(ex.id, ("", "missing from the ML.GENERATE_TEXT output"))
-            items.append(Prediction(id=ex.id, raw_text="" if status else text, status=status))
+            chars = prompt.cut_input(ex.text)[1]  # the one cut: the host's budget, applied in SQL or upload
+            items.append(Prediction(id=ex.id, raw_text="" if status else text, status=status,
+                                    prompt=sent.get(ex.id, ""), truncation={"chars": chars} if chars else None))
         failed = sum(1 for p in items if p.status)
         metrics = self.runner.stats.since(start)
         metrics.update({"bqml/rows_succeeded": float(len(items) - failed), "bqml/rows_failed": float(failed),

@@ -87,9 +87,11 @@ def _gen_struct(max_output_tokens: int, temperature: float, top_p: float) -> str
 
 def generate_text(model: str, table: str, max_output_tokens: int, temperature: float, top_p: float,
                   only_ids: bool = False) -> str:
-    """Predictions for every row (or, for retries, the rows in query parameter ``@ids``)."""
+    """Predictions for every row (or, for retries, the rows in query parameter ``@ids``), with the
+    prompt each row was given (ML.GENERATE_TEXT passes its input columns through), so the run records
+    the text BigQuery actually sent."""
     where = " WHERE id IN UNNEST(@ids)" if only_ids else ""
-    return ("SELECT id, ml_generate_text_llm_result, ml_generate_text_status\n"
+    return ("SELECT id, prompt, ml_generate_text_llm_result, ml_generate_text_status\n"
             "FROM ML.GENERATE_TEXT(\n"
             f"  MODEL {model},\n"
             f"  (SELECT id, prompt FROM {table}{where}),\n"

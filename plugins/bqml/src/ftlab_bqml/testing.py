@@ -55,9 +55,10 @@ def make_run_cfg(backend_cfg):
     return RunConfig(backend=backend_cfg, data=DataConfig(labels=all_labels()))
 
 
-def macro_f1(prompt: Prompt, examples, predictions) -> float:
-    """The host's strict macro-F1 of raw answers, parsed by the host's parser."""
+def host_report(prompt: Prompt, examples, predictions):
+    """The host's strict report (:func:`ftlab.metrics.classification.classification_report`) of raw
+    answers parsed by the host's parser: the tests score bqml exactly as a run does."""
     from ftlab.metrics.classification import classification_report
 
     pred = [prompt.parse(p.raw_text) for p in predictions.items]
-    return classification_report([ex.label for ex in examples], pred, prompt.labels).macro_f1
+    return classification_report([ex.label for ex in examples], pred, prompt.labels)

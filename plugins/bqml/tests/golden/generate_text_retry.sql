@@ -1,4 +1,4 @@
-SELECT id, ml_generate_text_llm_result, ml_generate_text_status
+SELECT id, prompt, ml_generate_text_llm_result, ml_generate_text_status
 FROM ML.GENERATE_TEXT(
   MODEL `my-project.ftlab_mtsamples17.ftlab_tuned`,
   (SELECT id, prompt FROM `my-project.ftlab_mtsamples17.ftlab_eval` WHERE id IN UNNEST(@ids)),

@@ -158,8 +158,10 @@ class LocalPeftBackend:
             eval_p = [encoding.prompt_ids(tok, job.prompt, ex.text) for ex in job.eval] \
                 if self.cfg.train.eval_loss else []
             n_doc = self.cfg.backend.document_tokens
-            train_d = [encoding.document_ids(tok, ex.text, n_doc) for ex in job.train] if n_doc > 0 else None
-            eval_d = [encoding.document_ids(tok, ex.text, n_doc) for ex in job.eval] \
+            doc = encoding.document_text
+            train_d = [encoding.document_ids(tok, doc(job.prompt, ex.text), n_doc) for ex in job.train] \
+                if n_doc > 0 else None
+            eval_d = [encoding.document_ids(tok, doc(job.prompt, ex.text), n_doc) for ex in job.eval] \
                 if n_doc > 0 and self.cfg.train.eval_loss else None  # as eval_p: only for the eval loss
             model, meta, history, metrics = classifier.train_cls(
                 self._base, train_p, eval_p, job, self.cfg, self.ctx, self.rt, self.pad_id,
@@ -221,7 +223,9 @@ class LocalPeftBackend:
         t0 = time.perf_counter()
         net, mode_ctx = self._model_for(model)
         tok, bc = self._tok, self.cfg.backend
-        prompts = [encoding.prompt_ids(tok, prompt, ex.text) for ex in examples]
+        sent = [encoding.sent_prompt(tok, prompt, ex.text) for ex in examples]
+        prompts = [encoding.text_ids(tok, prompt, text) for text, _ in sent]
+        cuts = [dict(c) if c else {} for _, c in sent]
         mode = loading.enum_value(decoding.mode)
         meta = self._cls.get(str(Path(model.uri).resolve())) if model.kind == "tuned" and model.uri else None
         if not examples:
@@ -230,8 +234,15 @@ class LocalPeftBackend:
             if list(meta.labels) != list(prompt.labels):
                 raise ValueError(f"adapter {model.uri} was trained on labels {list(meta.labels)}, "
                                  f"not this run's {list(prompt.labels)}")
-            docs = [encoding.document_ids(tok, ex.text, meta.document_tokens) for ex in examples] \
-                if meta.document_tokens > 0 else None
+            docs = None
+            if meta.document_tokens > 0:
+                docs = []
+                for ex, c in zip(examples, cuts):
+                    ids, doc_cut = encoding.document_cut(tok, encoding.document_text(prompt, ex.text),
+                                                         meta.document_tokens)
+                    docs.append(ids)
+                    if doc_cut:
+                        c["document"] = doc_cut
             with mode_ctx:
                 results = classifier.predict_cls(net, meta, prompts, self.pad_id, self.rt,
                                                  decoding.batch_size, self._states, bc.progress, docs,
@@ -247,7 +258,8 @@ class LocalPeftBackend:
                                              self.cfg.seed, self.rt)
         else:
             raise ValueError(f"local_peft: unknown decoding mode {mode!r}")
-        items = tuple(Prediction(id=ex.id, **r) for ex, r in zip(examples, results))
+        items = tuple(Prediction(id=ex.id, **r, prompt=text, truncation=c or None)
+                      for ex, r, (text, _), c in zip(examples, results, sent, cuts))
         dt = time.perf_counter() - t0
         metrics = {"time/predict_s": dt, "time/predict_s_per_example": dt / max(len(examples), 1),
                    **self._load_metrics()}

@@ -16,8 +16,9 @@ from typing import Sequence
 IGNORE_INDEX = -100
 
 
-def truncate_text(tokenizer, text: str, max_tokens: int, side: str = "right", tail: int = 0) -> str:
-    """Keep at most ``max_tokens`` tokens of ``text``; 0 = all.
+def cut_tokens(tokenizer, text: str, max_tokens: int, side: str = "right", tail: int = 0):
+    """``(kept text, cut)``: at most ``max_tokens`` tokens of ``text`` (0 = all), and the cut made
+    (``{"limit", "input", "kept", "side"}`` in tokens) or ``None`` when nothing was cut.
 
     ``right`` keeps the beginning, ``left`` the end, ``middle`` the first ``max_tokens - tail`` and
     the last ``tail`` tokens joined by :data:`ftlab.prompt.MIDDLE_MARK`. The cut is made in the
@@ -26,24 +27,45 @@ def truncate_text(tokenizer, text: str, max_tokens: int, side: str = "right", ta
     from ftlab.prompt import MIDDLE_MARK
 
     if max_tokens <= 0 or not text:
-        return text
+        return text, None
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = enc["offset_mapping"]
     n = len(offsets)
     if n <= max_tokens:
-        return text
+        return text, None
+    info = {"limit": max_tokens, "input": n, "kept": max_tokens, "side": side}
     if side == "left":
-        return text[offsets[n - max_tokens][0]:]
+        return text[offsets[n - max_tokens][0]:], info
     if side == "middle":
         tail = min(max(tail, 0), max_tokens)
         head = text[: offsets[max_tokens - tail - 1][1]] if max_tokens > tail else ""
-        return head + MIDDLE_MARK + (text[offsets[n - tail][0]:] if tail else "")
-    return text[: offsets[max_tokens - 1][1]]
+        return head + MIDDLE_MARK + (text[offsets[n - tail][0]:] if tail else ""), info
+    return text[: offsets[max_tokens - 1][1]], info
+
+
+def truncate_text(tokenizer, text: str, max_tokens: int, side: str = "right", tail: int = 0) -> str:
+    """The kept text of :func:`cut_tokens`."""
+    return cut_tokens(tokenizer, text, max_tokens, side, tail)[0]
 
 
 def document_ids(tokenizer, text: str, max_tokens: int) -> list[int]:
     """The first ``max_tokens`` token ids of the raw input text (no prompt, no special tokens)."""
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens])
+    return document_cut(tokenizer, text, max_tokens)[0]
+
+
+def document_text(prompt, text: str) -> str:
+    """The raw text the document context reads: the input within the host's character budget
+    (``prompt.max_input_chars``), so a budgeted comparison cuts every backend's input alike."""
+    return prompt.cut_input(text)[0]
+
+
+def document_cut(tokenizer, text: str, max_tokens: int):
+    """``(ids, cut)``: :func:`document_ids` and the cut made (``{"limit", "input", "kept", "side"}``
+    in tokens, ``None`` when the whole text fits)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    cut = {"limit": max_tokens, "input": len(ids), "kept": max_tokens, "side": "right"} \
+        if len(ids) > max_tokens else None
+    return list(ids[:max_tokens]), cut
 
 
 def end_token_id(tokenizer, end_token: str = "") -> int:
@@ -62,26 +84,40 @@ def uses_chat(tokenizer, prompt) -> bool:
     return bool(prompt.use_chat_template and getattr(tokenizer, "chat_template", None))
 
 
-def prompt_text(tokenizer, prompt, text: str) -> str:
-    """The full prompt string for one input (chat-wrapped with a generation prompt when enabled)."""
-    kept = truncate_text(tokenizer, text, prompt.max_input_tokens, prompt.truncation_side,
-                         getattr(prompt, "middle_tail", 0))
-    user = prompt.render(kept)
+def sent_prompt(tokenizer, prompt, text: str):
+    """``(full prompt string, truncation)`` for one input: the host's character budget
+    (``prompt.max_input_chars``), then ``prompt.max_input_tokens`` tokens, then the template, chat-wrapped
+    with a generation prompt when enabled. ``truncation`` holds the cuts made (``chars``, ``tokens``)
+    or is ``None``."""
+    budgeted, chars = prompt.cut_input(text)
+    kept, tokens = cut_tokens(tokenizer, budgeted, prompt.max_input_tokens, prompt.truncation_side,
+                              getattr(prompt, "middle_tail", 0))
+    user = prompt.fill(kept)
+    cuts = {k: v for k, v in (("chars", chars), ("tokens", tokens)) if v}
     if uses_chat(tokenizer, prompt):
         messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
         messages.append({"role": "user", "content": user})
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return user + "\n"
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), cuts or None
+    return user + "\n", cuts or None
 
 
-def prompt_ids(tokenizer, prompt, text: str) -> list[int]:
-    """Token ids of :func:`prompt_text` (specials come from the template; bos added without it)."""
-    s = prompt_text(tokenizer, prompt, text)
+def prompt_text(tokenizer, prompt, text: str) -> str:
+    """The full prompt string for one input (chat-wrapped with a generation prompt when enabled)."""
+    return sent_prompt(tokenizer, prompt, text)[0]
+
+
+def text_ids(tokenizer, prompt, s: str) -> list[int]:
+    """Token ids of a full prompt string (specials come from the template; bos added without it)."""
     ids = tokenizer(s, add_special_tokens=False)["input_ids"]
     if not uses_chat(tokenizer, prompt) and tokenizer.bos_token_id is not None \
             and getattr(tokenizer, "add_bos_token", False):
         ids = [tokenizer.bos_token_id] + ids
     return list(ids)
+
+
+def prompt_ids(tokenizer, prompt, text: str) -> list[int]:
+    """Token ids of :func:`prompt_text`."""
+    return text_ids(tokenizer, prompt, prompt_text(tokenizer, prompt, text))
 
 
 def label_ids(tokenizer, label: str, end_id: int, with_end: bool = True) -> list[int]:

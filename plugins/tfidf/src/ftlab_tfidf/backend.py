@@ -53,7 +53,8 @@ class TfidfBackend:
         opts = {"format": 1, "ngram_max": bc.ngram_max, "min_df": bc.min_df, "sublinear_tf": bc.sublinear_tf,
                 "classifier": bc.classifier.value, "C": bc.C, "class_weight": bc.class_weight.value}
         vec = _vectorizer(opts)
-        x, y = vec.fit_transform([ex.text for ex in job.train]), [ex.label for ex in job.train]
+        x = vec.fit_transform([job.prompt.cut_input(ex.text)[0] for ex in job.train])
+        y = [ex.label for ex in job.train]
         kw = {"C": bc.C, "max_iter": bc.max_iter, "random_state": self.cfg.seed,
               "class_weight": None if bc.class_weight.value == "none" else "balanced"}
         clf = LinearSVC(**kw) if bc.classifier.value == "linear_svc" else LogisticRegression(**kw)
@@ -95,10 +96,13 @@ class TfidfBackend:
     def predict(self, model: ModelRef, examples: Sequence[Example], prompt: Any,
                 decoding: Any) -> Predictions:
         t0 = time.perf_counter()
-        classes, s = self._scores(model, [ex.text for ex in examples])
+        # the classifier reads the transcript itself (no instruction), within the host's character budget
+        sent = [prompt.cut_input(ex.text) for ex in examples]
+        classes, s = self._scores(model, [text for text, _ in sent])
         items = tuple(Prediction(id=ex.id, raw_text=classes[int(np.argmax(row))],
-                                 scores={c: float(v) for c, v in zip(classes, row)})
-                      for ex, row in zip(examples, s))
+                                 scores={c: float(v) for c, v in zip(classes, row)},
+                                 prompt=text, truncation={"chars": cut} if cut else None)
+                      for ex, row, (text, cut) in zip(examples, s, sent))
         dt = time.perf_counter() - t0
         return Predictions(model=model, items=items, metrics={
             "time/predict_s": dt, "time/predict_s_per_example": dt / max(len(examples), 1)})

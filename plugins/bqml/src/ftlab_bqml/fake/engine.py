@@ -27,7 +27,7 @@ STATEMENTS = {
         rf"^CREATE OR REPLACE MODEL {REF}\s+REMOTE WITH CONNECTION {CONN}\s+OPTIONS\(\s*(.*?)\)\s+"
         rf"AS SELECT prompt AS prompt, output_text AS label FROM {REF}$", re.S),
     "generate_text": re.compile(
-        r"^SELECT id, ml_generate_text_llm_result, ml_generate_text_status\s+FROM ML\.GENERATE_TEXT\(\s*"
+        r"^SELECT id, prompt, ml_generate_text_llm_result, ml_generate_text_status\s+FROM ML\.GENERATE_TEXT\(\s*"
         rf"MODEL {REF},\s*\(SELECT id, prompt FROM {REF}( WHERE id IN UNNEST\(@ids\))?\),\s*"
         rf"STRUCT\({GEN_STRUCT}, TRUE AS flatten_json_output\)\)$"),
     "evaluate": re.compile(
@@ -161,12 +161,14 @@ class Engine:
             for r in rows:
                 rid = str(r["id"])
                 if self.faults.row_fails(rid):
-                    out.append({"id": rid, "ml_generate_text_llm_result": None,
+                    out.append({"id": rid, "prompt": r["prompt"], "ml_generate_text_llm_result": None,
                                 "ml_generate_text_status": RESOURCE_EXHAUSTED.format(endpoint=model["endpoint"])})
                     continue
                 answer = model["impl"].answer(r["prompt"])[: 4 * int(max_tokens)]
-                out.append({"id": rid, "ml_generate_text_llm_result": answer, "ml_generate_text_status": ""})
-        schema = [("id", "STRING"), ("ml_generate_text_llm_result", "STRING"), ("ml_generate_text_status", "STRING")]
+                out.append({"id": rid, "prompt": r["prompt"], "ml_generate_text_llm_result": answer,
+                            "ml_generate_text_status": ""})
+        schema = [("id", "STRING"), ("prompt", "STRING"), ("ml_generate_text_llm_result", "STRING"),
+                  ("ml_generate_text_status", "STRING")]
         return Result("generate_text", "SELECT", schema=schema, rows=out,
                       bytes_processed=self._bytes(table, ["id", "prompt"]))
 
