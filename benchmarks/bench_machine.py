@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -49,10 +48,9 @@ def startup_times(runs: int) -> dict[str, tuple[list[float], list[float]]]:
 
     CPU time (user + system of the child) is less inflated than wall time on a busy machine.
     """
-    exe = Path(sys.executable).parent / "ftlab"
-    ftlab = str(exe) if exe.exists() else shutil.which("ftlab")
-    if ftlab is None:
-        raise SystemExit("the ftlab command is not installed (make venv)")
+    from bench_end_to_end import ftlab_cmd  # the same lookup of the installed command
+
+    ftlab = ftlab_cmd()
     cmds = {"python_startup": [sys.executable, "-c", "pass"], **{k: [ftlab, *a] for k, (a, _) in CLI.items()}}
     times: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in cmds}
     for _ in range(runs):

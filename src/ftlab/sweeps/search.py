@@ -57,15 +57,22 @@ def storage_url(storage: Optional[str], tracking_uri: str) -> str:
     return f"sqlite:///{project_root() / 'optuna.db'}"
 
 
+def study_url(config: Any, options: dict) -> str:
+    """Where the study lives: what the sweep told this job (``FTLAB_OPTUNA_STORAGE``), else the
+    sweeper's ``storage``, else next to the MLflow sqlite store."""
+    from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
+
+    return os.environ.get(STORAGE_ENV) or storage_url(options.get("storage"),
+                                                      resolve_tracking_uri(config.tracking.uri))
+
+
 def load_study(config: Any, options: dict, create: bool = True) -> Any:
     """The study named by the sweeper ``options`` (storage, study_name, pruner) for ``config``."""
     import optuna
 
     from ftlab.sweeps.prune import make_pruner
-    from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
 
-    url = os.environ.get(STORAGE_ENV) or storage_url(options.get("storage"),
-                                                     resolve_tracking_uri(config.tracking.uri))
+    url = study_url(config, options)
     name = options.get("study_name") or str(config.experiment)
     maximize = str(config.sweep.direction).endswith("maximize")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -183,8 +190,6 @@ class Search:
         from hydra.core.override_parser.overrides_parser import OverridesParser
         from optuna.trial import TrialState
 
-        from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
-
         space = dict(self.space)
         fixed = []
         for ov in OverridesParser.create().parse_overrides(arguments):
@@ -198,8 +203,7 @@ class Search:
         study = load_study(self.config, self.options)
         # the job is told the storage instead of resolving it again: a worker process (joblib's
         # reused workers, Ray) may carry another environment (MLFLOW_TRACKING_URI) than this driver
-        study_storage = storage_url(self.options.get("storage"),
-                                    resolve_tracking_uri(self.config.tracking.uri))
+        study_storage = study_url(self.config, self.options)
         prune = enabled(self.options)
         if prune and seeds:
             log.warning("hydra.sweeper.pruner is ignored with seeds: a trial's value is a mean over seeds")
