@@ -88,3 +88,23 @@ def test_submitit_local_executor(workers_env, tmp_path):
     _, _, children = run_grid(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5")
     assert len(children) == 2
     assert any((tmp_path / "sweep" / ".submitit").iterdir())
+
+
+def test_reused_workers_follow_the_sweeps_store_not_their_stale_environment(workers_env, tmp_path,
+                                                                            monkeypatch):
+    """joblib keeps its worker processes between sweeps in one Python process, with the environment
+    they started with. A second sweep on another store (MLFLOW_TRACKING_URI changed in between)
+    must still nest its jobs under its own parent run, in its own store."""
+    run_grid(tmp_path / "first", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")  # workers start
+    first_store = os.environ["MLFLOW_TRACKING_URI"]
+    second = tmp_path / "second_store"
+    second.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{second / 'mlflow.db'}")
+    _, parent, children = run_grid(tmp_path / "second", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert len(children) == 2
+    assert {c.data.tags["ftlab.sweep.dir"] for c in children} == {str(tmp_path / "second" / "sweep")}
+    from mlflow.tracking import MlflowClient
+
+    old = MlflowClient(tracking_uri=first_store)
+    runs = [r for e in old.search_experiments() for r in old.search_runs([e.experiment_id])]
+    assert len(runs) == 3  # the first sweep's parent and 2 jobs; none of the second sweep's

@@ -153,7 +153,7 @@ def test_jobs_in_worker_processes_report_to_their_trial_through_the_storage(curv
 
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # workers import this module
     # fresh workers: loky keeps its workers across calls in this process, and an earlier test's
-    # workers still carry that test's MLFLOW_TRACKING_URI (a job resolves its store from its env)
+    # workers may lack this PYTHONPATH (their store they now take from the sweep: test_sweep_launchers)
     get_reusable_executor().shutdown(wait=True)
     _enqueue(0.0, 5.0)
     assert _search(tmp_path, "a", 2, SPACE, *MEDIAN, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",

@@ -368,8 +368,11 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, plugins=None) -> float:
     plain = redact_config(plain)
     job = Run(typed, OmegaConf.to_yaml(plain), run_dir, plugins)
     if typed.tracking.enabled and not typed.resume:
-        from ftlab.sweeps.context import job_tags
+        from ftlab.sweeps.context import job_tags, job_tracking_uri
         from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
 
-        job.extra_tags = job_tags(resolve_tracking_uri(typed.tracking.uri))
+        uri = job_tracking_uri(typed.tracking.uri, resolve_tracking_uri(typed.tracking.uri))
+        if uri != resolve_tracking_uri(typed.tracking.uri):
+            typed.tracking.uri = uri  # the sweep's store; the recorded config keeps what was configured
+        job.extra_tags = job_tags(uri)
     return job.execute()

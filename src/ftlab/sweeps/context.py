@@ -45,6 +45,37 @@ def read_sweep(sweep_dir: Optional[str]) -> Optional[dict]:
     return None
 
 
+def job_tracking_uri(configured: Optional[str], resolved: str) -> str:
+    """The store a multirun job logs to: ``resolved`` (its config's ``tracking.uri``, else its
+    environment's) unless the config names none and its sweep's parent is on another store.
+
+    A worker process can outlive the environment it started with (joblib's loky workers are reused
+    across sweeps in one Python process), so its ``MLFLOW_TRACKING_URI`` may be an earlier sweep's.
+    The driver records its store in ``ftlab_sweep.json`` when the URI holds no credentials; the job
+    then follows it. A URI with credentials is never written there: the job keeps its own and warns."""
+    hc = _hydra_cfg()
+    if configured or hc is None:
+        return resolved
+    from hydra.types import RunMode
+
+    if hc.mode != RunMode.MULTIRUN:
+        return resolved
+    info = read_sweep(str(hc.sweep.dir))
+    if not info or info.get("tracking_uri_id") in (None, uri_id(resolved)):
+        return resolved
+    if info.get("tracking_uri"):
+        return str(info["tracking_uri"])
+    import logging
+
+    from ftlab.tracking.redact import redact_uri
+
+    logging.getLogger("ftlab").warning(
+        "this job's MLflow store %s is not its sweep's (the worker's MLFLOW_TRACKING_URI differs from "
+        "the driver's); it will not be nested under the sweep's parent run: set tracking.uri",
+        redact_uri(resolved))
+    return resolved
+
+
 def job_tags(tracking_uri: str) -> dict[str, str]:
     """MLflow tags that nest this job under its sweep's parent run; {} outside a multirun."""
     from hydra.types import RunMode

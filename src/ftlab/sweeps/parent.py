@@ -70,6 +70,8 @@ class SweepParent:
                 self.tracker.log_params({f"sweep.space.{k}": str(v) for k, v in params.items()})
         info = {"run_id": self.tracker.run_id, "tracking_uri_id": uri_id(self.uri),
                 "sweep_dir": str(self.sweep_dir)}
+        if redact_uri(self.uri) == self.uri:  # no credentials in it: jobs in stale workers follow it
+            info["tracking_uri"] = self.uri
         atomic_write_text(self.sweep_dir / SWEEP_FILE, json.dumps(info, indent=1))
         os.environ[SWEEP_ENV] = json.dumps(info)
         global _ACTIVE
