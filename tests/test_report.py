@@ -77,20 +77,26 @@ def test_report_reads_artifacts_when_run_folder_is_gone(run_experiment, tmp_path
     assert "General Medicine" in md_path.read_text()
 
 
-def test_report_for_experiment_side_by_side_newest_first_and_escaped(run_experiment, fake_backend,
-                                                                     tmp_path):
+def _two_runs_reported(run_experiment, fake_backend, tmp_path, override: str):
+    """A full smoke run, then a base-only one with ``override``; (first, second, html path, md path)
+    of ``ftlab report smoke``."""
     from ftlab.config.compose import compose
     from ftlab.report import build_report
     from ftlab.runner import run
 
     run_experiment()
     first = _run_id()
-    cfg = compose(["+experiment=smoke", "backend=fake", "stages=[evaluate_base]",
-                   'tracking.run_name="<script>alert(1)</script> & co"'], fake_backend)
+    cfg = compose(["+experiment=smoke", "backend=fake", "stages=[evaluate_base]", override], fake_backend)
     run(cfg, run_dir=tmp_path / "run2", plugins=fake_backend)
     second = _run_id()
     assert second.info.run_id != first.info.run_id
-    html_path, md_path = build_report("smoke", tmp_path / "out")
+    return (first, second, *build_report("smoke", tmp_path / "out"))
+
+
+def test_report_for_experiment_side_by_side_newest_first_and_escaped(run_experiment, fake_backend,
+                                                                     tmp_path):
+    first, second, html_path, md_path = _two_runs_reported(
+        run_experiment, fake_backend, tmp_path, 'tracking.run_name="<script>alert(1)</script> & co"')
     assert html_path.name == "smoke.html"
     html, md = html_path.read_text(), md_path.read_text()
     assert "side by side (2, newest first)" in html
@@ -102,17 +108,8 @@ def test_report_for_experiment_side_by_side_newest_first_and_escaped(run_experim
 
 
 def test_side_by_side_warns_when_runs_were_sent_different_prompts(run_experiment, fake_backend, tmp_path):
-    from ftlab.config.compose import compose
-    from ftlab.report import build_report
-    from ftlab.runner import run
-
-    run_experiment()
-    first = _run_id()
-    cfg = compose(["+experiment=smoke", "backend=fake", "stages=[evaluate_base]",
-                   "prompt.max_input_chars=50"], fake_backend)
-    run(cfg, run_dir=tmp_path / "run2", plugins=fake_backend)
-    second = _run_id()
-    html_path, md_path = build_report("smoke", tmp_path / "out")
+    first, second, html_path, md_path = _two_runs_reported(run_experiment, fake_backend, tmp_path,
+                                                           "prompt.max_input_chars=50")
     md, html = md_path.read_text(), html_path.read_text()
     for sha in (first.data.tags["ftlab.prompt_sha256"][:12], second.data.tags["ftlab.prompt_sha256"][:12]):
         assert sha in md
