@@ -131,6 +131,11 @@ class Prediction:
                    truncation=row.get("truncation"), prompt_sha256=sha)
 
 
+def cut_record(limit: int, size: int, side: str) -> dict:
+    """One entry of :attr:`Prediction.truncation`: an input of ``size`` units kept to ``limit`` on ``side``."""
+    return {"limit": limit, "input": size, "kept": limit, "side": side}
+
+
 def text_sha256(text: str) -> str:
     import hashlib
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence
 
-from ftlab.contract import UNPARSEABLE
+from ftlab.contract import UNPARSEABLE, cut_record
 
 _PREFIX = re.compile(
     r"^\s*(?:(?:the\s+)?(?:final\s+)?(?:answer|specialty|speciality|label|category|class)"
@@ -138,8 +138,7 @@ class Prompt:
         if not self.max_input_chars or len(text) <= self.max_input_chars:
             return text, None
         kept = cut(text, self.max_input_chars, self.truncation_side, self.middle_tail)
-        return kept, {"limit": self.max_input_chars, "input": len(text),
-                      "kept": min(self.max_input_chars, len(text)), "side": self.truncation_side}
+        return kept, cut_record(self.max_input_chars, len(text), self.truncation_side)
 
     def render(self, text: str) -> str:
         """The user message for one input: the host's character budget applied, then the template."""

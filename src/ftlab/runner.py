@@ -208,9 +208,8 @@ class Run:
                              dists=(info.distribution, *info.distributions))
         man["fallbacks"] = [f.to_json() for f in self.fallbacks]
         man["unused_train_keys"] = self.unused_train_keys
-        caps = info.capabilities
-        honoured = sorted(caps.train_keys) if caps is not None and caps.train_keys is not None else None
-        man["train_keys"] = dict(caps.train_keys) if honoured is not None else None
+        honoured = info.capabilities.train_keys if info.capabilities is not None else None
+        man["train_keys"] = dict(honoured) if honoured is not None else None
         atomic_write_text(self.run_dir / "manifest.json", json.dumps(man, indent=1))
         atomic_write_text(self.run_dir / "labels.json", json.dumps(ev.slug_map(cfg.data.labels), indent=1))
         t = cfg.tracking
@@ -223,7 +222,8 @@ class Run:
                             **{f"ftlab.fallback.{f.key}": f.describe()[:5000] for f in self.fallbacks},
                             **({"ftlab.unused_train_keys": " ".join(self.unused_train_keys)[:5000]}
                                if self.unused_train_keys else {}),
-                            **({"ftlab.train_keys": " ".join(honoured)[:5000]} if honoured is not None else {})},
+                            **({"ftlab.train_keys": " ".join(sorted(honoured))[:5000]} if honoured is not None
+                               else {})},
                            resume=bool(cfg.resume))
         self.plugins.run_started(cfg, self.run_dir)
         for f in self.fallbacks:
@@ -371,8 +371,9 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, plugins=None) -> float:
         from ftlab.sweeps.context import job_tags, job_tracking_uri
         from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
 
-        uri = job_tracking_uri(typed.tracking.uri, resolve_tracking_uri(typed.tracking.uri))
-        if uri != resolve_tracking_uri(typed.tracking.uri):
+        resolved = resolve_tracking_uri(typed.tracking.uri)
+        uri = job_tracking_uri(typed.tracking.uri, resolved)
+        if uri != resolved:
             typed.tracking.uri = uri  # the sweep's store; the recorded config keeps what was configured
         job.extra_tags = job_tags(uri)
     return job.execute()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Optional
 
+from ftlab.contract import Capabilities
 from ftlab.runs import RecordedRun
 from ftlab.tracking.redact import redact_uri
 
@@ -182,15 +183,11 @@ def collect(run: RecordedRun) -> RunView:
     started = (datetime.fromtimestamp(run.start_time / 1000, tz=timezone.utc)
                .strftime("%Y-%m-%d %H:%M:%S UTC") if run.start_time else "")
     config = [(k, run.params[k]) for k in CONFIG_KEYS if run.params.get(k) not in (None, "None")]
-    honoured = run.tags.get("ftlab.train_keys")
-    honoured = None if honoured is None else honoured.split()
-
-    def shown(key: str) -> bool:
-        k = key[len("train."):]
-        return honoured is None or any(k == h or k.startswith(h + ".") for h in honoured)
-
+    declared = run.tags.get("ftlab.train_keys")
+    caps = Capabilities(train_keys=None if declared is None else dict.fromkeys(declared.split(), ""))
     config += [(k, v) for k, v in sorted(run.params.items())
-               if k.startswith("train.") and k not in CONFIG_KEYS and shown(k) and v not in (None, "None")]
+               if k.startswith("train.") and k not in CONFIG_KEYS and caps.honours_train_key(k[len("train."):])
+               and v not in (None, "None")]
     config += [(k, v) for k, v in sorted(run.params.items())
                if k.startswith("backend.") and k != "backend.name"]
     charts = [c for c in [_chart(run, "train/loss.png", "Training loss per step")] if c]

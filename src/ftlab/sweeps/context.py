@@ -17,10 +17,13 @@ SWEEP_ENV = "FTLAB_SWEEP"
 SEED_KEYS = ("seed", "train.seed")
 
 
-def _hydra_cfg() -> Any:
+def _multirun_cfg() -> Any:
+    """Hydra's config of this job when it runs in a multirun, else None."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    return HydraConfig.get() if HydraConfig.initialized() else None
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    return hc if hc is not None and hc.mode == RunMode.MULTIRUN else None
 
 
 def uri_id(uri: str) -> str:
@@ -53,12 +56,8 @@ def job_tracking_uri(configured: Optional[str], resolved: str) -> str:
     across sweeps in one Python process), so its ``MLFLOW_TRACKING_URI`` may be an earlier sweep's.
     The driver records its store in ``ftlab_sweep.json`` when the URI holds no credentials; the job
     then follows it. A URI with credentials is never written there: the job keeps its own and warns."""
-    hc = _hydra_cfg()
+    hc = _multirun_cfg()
     if configured or hc is None:
-        return resolved
-    from hydra.types import RunMode
-
-    if hc.mode != RunMode.MULTIRUN:
         return resolved
     info = read_sweep(str(hc.sweep.dir))
     if not info or info.get("tracking_uri_id") in (None, uri_id(resolved)):
@@ -78,10 +77,8 @@ def job_tracking_uri(configured: Optional[str], resolved: str) -> str:
 
 def job_tags(tracking_uri: str) -> dict[str, str]:
     """MLflow tags that nest this job under its sweep's parent run; {} outside a multirun."""
-    from hydra.types import RunMode
-
-    hc = _hydra_cfg()
-    if hc is None or hc.mode != RunMode.MULTIRUN:
+    hc = _multirun_cfg()
+    if hc is None:
         return {}
     info = read_sweep(str(hc.sweep.dir))
     tags = {"ftlab.sweep.dir": str(hc.sweep.dir), "ftlab.sweep.job_num": str(hc.job.num),

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from ftlab.contract import cut_record
+
 IGNORE_INDEX = -100
 
 
@@ -33,7 +35,7 @@ def cut_tokens(tokenizer, text: str, max_tokens: int, side: str = "right", tail:
     n = len(offsets)
     if n <= max_tokens:
         return text, None
-    info = {"limit": max_tokens, "input": n, "kept": max_tokens, "side": side}
+    info = cut_record(max_tokens, n, side)
     if side == "left":
         return text[offsets[n - max_tokens][0]:], info
     if side == "middle":
@@ -63,8 +65,7 @@ def document_cut(tokenizer, text: str, max_tokens: int):
     """``(ids, cut)``: :func:`document_ids` and the cut made (``{"limit", "input", "kept", "side"}``
     in tokens, ``None`` when the whole text fits)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    cut = {"limit": max_tokens, "input": len(ids), "kept": max_tokens, "side": "right"} \
-        if len(ids) > max_tokens else None
+    cut = cut_record(max_tokens, len(ids), "right") if len(ids) > max_tokens else None
     return list(ids[:max_tokens]), cut
 
 
