@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ftlab.config import bounds
 from ftlab.config.run import RunConfig
 from ftlab.contract import CHECKED_KEYS, Decoding, Fallback
 from ftlab.plugins import did_you_mean
@@ -167,6 +168,10 @@ def validate(cfg: DictConfig | dict, plugins=None) -> RunConfig:
         typed = OmegaConf.to_object(node)
     except Exception as exc:
         raise ConfigError(explain(exc)) from exc
+    try:
+        bounds.check(typed)
+    except bounds.BoundsError as exc:
+        raise ConfigError(str(exc)) from None
     check_capabilities(typed, plugins or _maybe_plugins())
     return typed
 

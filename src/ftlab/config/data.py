@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import List, Optional
 
+from ftlab.config.bounds import at_least
+
 
 class OnError(Enum):
     fail = "fail"  # stop at the first bad row, naming file:line (the default)
@@ -56,9 +58,9 @@ class DataConfig:
     """Key of the label in each JSON line."""
     labels: List[str] = field(default_factory=list)
     """The closed label set, in display order; a row's label outside it is an error."""
-    max_train_rows: Optional[int] = None
+    max_train_rows: Optional[int] = at_least(1, None)
     """Use only the first N training rows (files are pre-shuffled); null = all."""
-    max_eval_rows: Optional[int] = None
+    max_eval_rows: Optional[int] = at_least(1, None)
     """Use only the first N rows of each evaluation split; null = all."""
     acceptable: AcceptableLabelsConfig = field(default_factory=AcceptableLabelsConfig)
     """Lenient scoring: where the acceptable labels of each row come from."""

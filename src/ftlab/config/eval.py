@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import List
 
+from ftlab.config.bounds import at_least, within
+
 
 class DecodingMode(Enum):
     generate = "generate"  # free generation, then the host's answer parser
@@ -18,13 +20,13 @@ class DecodingConfig:
 
     mode: DecodingMode = DecodingMode.score_labels
     """generate or score_labels. Each backend declares the modes it supports (`ftlab plugins`); another mode fails at validation, unless the backend documents a fallback (e.g. score_labels → generate on a service that only returns text), which the run applies, prints and tags as `ftlab.fallback.eval.decoding.mode`."""
-    max_new_tokens: int = 16
+    max_new_tokens: int = at_least(1, 16)
     """generate: tokens to generate at most."""
-    temperature: float = 0.0
+    temperature: float = at_least(0, 0.0)
     """generate: 0 = greedy."""
-    top_p: float = 1.0
+    top_p: float = within(0, 1, 1.0, lo_open=True)
     """generate: nucleus sampling mass."""
-    batch_size: int = 8
+    batch_size: int = at_least(1, 8)
     """Examples per forward pass."""
 
 
@@ -38,16 +40,14 @@ class EvalConfig:
     """Answer production."""
     lenient: bool = True
     """Also report lenient metrics when the data has acceptable labels."""
-    bootstrap_samples: int = 1000
+    bootstrap_samples: int = at_least(1, 1000)
     """Paired bootstrap resamples for the compare stage."""
     bootstrap_seed: int = 0
     """Seed of the bootstrap."""
-    confidence: float = 0.95
+    confidence: float = within(0, 1, 0.95, lo_open=True, hi_open=True)
     """Confidence level of the intervals."""
 
     def __post_init__(self) -> None:
         bad = [s for s in self.splits if s not in ("eval", "test")]
         if bad:
             raise ValueError(f"eval.splits: unknown split {bad[0]!r} (known: eval, test)")
-        if not 0 < self.confidence < 1:
-            raise ValueError("eval.confidence must be in (0, 1)")
