@@ -248,7 +248,8 @@ def test_resume_refuses_a_state_file_that_is_not_json(run_experiment, fake_backe
 
     _, run_dir = run_experiment("stages=[evaluate_base]")
     (run_dir / "state.json").write_text('{"evaluated": [')
-    cfg = compose(["+experiment=smoke", "backend=fake", f"resume={run_dir}"], fake_backend)
+    cfg = compose(["+experiment=smoke", "backend=fake", "stages=[evaluate_base]", f"resume={run_dir}"],
+                  fake_backend)
     with pytest.raises(StageError, match="state.json is not valid JSON"):
         run(cfg, plugins=fake_backend)
 

@@ -203,7 +203,8 @@ class Run:
         self.prompt = make_prompt(cfg.prompt, cfg.data.labels)
         random.seed(cfg.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.yaml", self.yaml)
+        if not cfg.resume:  # a resumed run keeps the config.yaml it began with (checked unchanged)
+            atomic_write_text(self.run_dir / "config.yaml", self.yaml)
         man = manifest.build(self.yaml, self.splits, self.prompt, cfg.data.labels, cfg,
                              dists=(info.distribution, *info.distributions))
         man["fallbacks"] = [f.to_json() for f in self.fallbacks]
@@ -232,7 +233,7 @@ class Run:
             log.warning("backend %s does not use %s (`ftlab plugins` lists the train keys it honours)",
                         cfg.backend.name, ", ".join(self.unused_train_keys))
         try:
-            if "params_logged" not in self.state:
+            if "params_logged" not in self.state or not self.tracker.reopened:
                 self.tracker.log_params(flatten(OmegaConf.to_container(OmegaConf.create(self.yaml))))
                 self.state["params_logged"] = True
             for f in ("config.yaml", "manifest.json", "labels.json"):
@@ -366,6 +367,12 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, plugins=None) -> float:
     plain = plain_config(cfg, resolve=True)
     # config.yaml, the params and the manifest's hash see secrets masked; the run uses ``typed``
     plain = redact_config(plain)
+    if typed.resume:  # the folder's stages are reused only for the config and inputs they were made with
+        from ftlab import resume
+
+        found = resume.problems(run_dir, OmegaConf.to_yaml(plain), typed)
+        if found:
+            raise StageError(resume.refusal(run_dir, found))
     job = Run(typed, OmegaConf.to_yaml(plain), run_dir, plugins)
     if typed.tracking.enabled and not typed.resume:
         from ftlab.sweeps.context import job_tags, job_tracking_uri

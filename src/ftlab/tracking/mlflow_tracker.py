@@ -73,6 +73,8 @@ class Tracker:
         self.run_name = run_name
         self.run_id: Optional[str] = None
         self._client = None
+        self.reopened = False
+        """``start`` continued the MLflow run recorded in the run folder (a resume on the same store)."""
         self._broken = False
         self._metrics_file = run_dir / "metrics.jsonl"
         self.last_metrics: dict[str, float] = {}
@@ -97,7 +99,7 @@ class Tracker:
             if info.get("tracking_uri") in (self.uri, redact_uri(self.uri)):
                 try:
                     client.update_run(info["run_id"], status="RUNNING")
-                    self._client, self.run_id = client, info["run_id"]
+                    self._client, self.run_id, self.reopened = client, info["run_id"], True
                     return
                 except Exception as exc:
                     raise TrackingError(f"cannot reopen MLflow run {info['run_id']} at "
