@@ -113,7 +113,7 @@ class Tracker:
                 exp_id = client.create_experiment(self.experiment, artifact_location=location)
             else:
                 exp_id = exp.experiment_id
-            run = client.create_run(exp_id, run_name=self.run_name,
+            run = client.create_run(exp_id, run_name=redact_text(self.run_name) if self.run_name else None,
                                     tags={k: redact_text(str(v)) for k, v in tags.items()})
         except Exception as exc:
             raise TrackingError(f"MLflow tracking server at {redact_uri(self.uri)} is not usable: "
