@@ -119,7 +119,15 @@ def replay(ref: str, overrides: Sequence[str] = (), allow_drift: bool = False,
         raise ReplayError("the run's inputs changed since it was recorded:\n  " + "\n  ".join(changed)
                           + "\n(--allow-drift replays anyway and tags the replay with the drift)")
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    run_dir = run_dir or project_root() / "outputs" / cfg.experiment / f"replay-{stamp}"
+    if run_dir is None:  # the recorded experiment name picks the folder: it must stay under outputs/
+        from ftlab.contain import OutsideFolder, inside, safe_name
+
+        try:
+            run_dir = inside(project_root() / "outputs",
+                             Path(safe_name(cfg.experiment, "the recorded experiment")) / f"replay-{stamp}",
+                             f"run {rec.run_id}'s experiment")
+        except OutsideFolder as exc:
+            raise ReplayError(str(exc)) from None
     job = Run(cfg, OmegaConf.to_yaml(redact_config(plain)), Path(run_dir), plugins)
     job.extra_tags = {"ftlab.replay_of": rec.run_id,
                       **({"ftlab.replay_drift": "; ".join(changed)[:5000]} if changed else {})}

@@ -51,6 +51,15 @@ def _read_state(path: Path) -> dict[str, Any]:
                          f"so this folder was changed by something else") from None
     if not isinstance(state, dict):
         raise StageError(f"{path} does not hold a JSON object")
+    uri = str((state.get("trained") or {}).get("uri") or "")
+    if uri:  # a resume loads the tuned model it names: only from inside this run folder
+        from ftlab.contain import OutsideFolder, inside, is_local_path
+
+        try:
+            if is_local_path(uri):
+                inside(path.parent, uri, f"{path} ('trained')")
+        except OutsideFolder as exc:
+            raise StageError(str(exc)) from None
     return state
 
 

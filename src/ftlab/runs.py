@@ -141,14 +141,13 @@ def _run_dir(run_id: str, tags: dict[str, str]) -> Optional[Path]:
         return None
     folder = Path(raw)
     rec = folder / "mlflow_run.json"
-    if not folder.is_dir():
+    if not rec.is_file():  # every run folder of an MLflow run has one from its first second
         return None
-    if rec.is_file():
-        try:
-            if json.loads(rec.read_text()).get("run_id") != run_id:
-                return None
-        except (OSError, ValueError):
-            return None
+    try:
+        if json.loads(rec.read_text()).get("run_id") != run_id:
+            return None  # the tag names a folder that is not this run's: its files are not trusted
+    except (OSError, ValueError):
+        return None
     return folder
 
 
@@ -212,6 +211,12 @@ def find_runs(ref: str, uri: Optional[str] = None, max_runs: int = 50) -> list[R
         recorded = info.get("tracking_uri") or uri
         if not recorded.startswith(("sqlite:", "file:")):
             recorded = uri  # never wait on a recorded server that may be gone
+        from ftlab.contain import OutsideFolder, trusted_store
+
+        try:
+            recorded = trusted_store(recorded, uri, folder)
+        except OutsideFolder as exc:
+            raise RunNotFound(str(exc)) from None
         if info.get("run_id"):
             try:
                 return find_runs(info["run_id"], recorded, max_runs)

@@ -61,3 +61,8 @@ class RunConfig:
     """MLflow settings."""
     sweep: SweepConfig = field(default_factory=SweepConfig)
     """Objective of sweeps and searches (docs/sweeps.md)."""
+
+    def __post_init__(self) -> None:
+        from ftlab.contain import safe_name
+
+        safe_name(self.experiment, "experiment")  # a folder name: outputs/<experiment>/, multirun/…
