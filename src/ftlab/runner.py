@@ -27,6 +27,7 @@ from ftlab.data import load_splits, skipped_summary
 from ftlab.paths import atomic_open, atomic_write_text
 from ftlab.plugins import PluginError, get_plugins
 from ftlab.prompt import make_prompt
+from ftlab.runs import mark_process
 from ftlab.tracking.mlflow_tracker import Tracker, TrackingError, flatten
 from ftlab.tracking.redact import redact_config, redact_uri
 
@@ -212,6 +213,7 @@ class Run:
         self.prompt = make_prompt(cfg.prompt, cfg.data.labels)
         random.seed(cfg.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        mark_process(self.run_dir)  # with the journal's end marker: a killed run is told from a live one
         if not cfg.resume:  # a resumed run keeps the config.yaml it began with (checked unchanged)
             atomic_write_text(self.run_dir / "config.yaml", self.yaml)
         man = manifest.build(self.yaml, self.splits, self.prompt, cfg.data.labels, cfg,
