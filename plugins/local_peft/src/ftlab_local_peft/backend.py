@@ -89,7 +89,7 @@ class LocalPeftBackend:
         self.pad_id = tok.pad_token_id
         self._base = loading.load_model(self.cfg.model, self.cfg.backend, self.device, len(tok), tok)
         self._load_s = time.perf_counter() - t0
-        self.ctx.set_tags(loading.model_identity(self.cfg.model, tok))
+        self.ctx.set_tags(loading.model_identity(self.cfg.model, tok, self._base))
 
     def _load_metrics(self) -> dict[str, float]:
         if self._load_reported:
