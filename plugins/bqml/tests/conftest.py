@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.append(str(Path(__file__).parent))  # bq_dialect, test_bqml_sql (unique names); append: never shadow
 
 from ftlab.contract import RunContext
 from ftlab_bqml.testing import PROJECT, fast_backend_cfg, make_run_cfg
