@@ -26,6 +26,11 @@ def _multirun_cfg() -> Any:
     return hc if hc is not None and hc.mode == RunMode.MULTIRUN else None
 
 
+def in_multirun() -> bool:
+    """This process runs a job of a Hydra multirun (a sweep or a search)."""
+    return _multirun_cfg() is not None
+
+
 def uri_id(uri: str) -> str:
     """A tracking URI's fingerprint: jobs check they log to the parent's store without the URI
     (which may hold credentials) being written to the sweep folder."""
@@ -86,6 +91,8 @@ def job_tags(tracking_uri: str) -> dict[str, str]:
     for var in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS"):
         if os.environ.get(var) is not None:
             tags[f"ftlab.env.{var}"] = os.environ[var]
+    if os.environ.get("FTLAB_TRIAL"):  # a job of an Optuna search: which trial this attempt belongs to
+        tags["ftlab.optuna.trial"] = os.environ["FTLAB_TRIAL"]
     if os.environ.get("FTLAB_THREADS"):  # set by the sweep callback for concurrent local jobs
         tags["ftlab.threads"] = os.environ["FTLAB_THREADS"]
     if info and info.get("tracking_uri_id") == uri_id(tracking_uri):

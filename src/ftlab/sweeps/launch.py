@@ -41,7 +41,16 @@ def execute_job(idx: int, overrides: Sequence[str], hydra_context: Any, config: 
 
 
 def _set_env(env: dict[str, str]) -> None:
+    """Worker start: its environment, and (Linux) SIGKILL when the driver dies, so a job never
+    outlives the search that launched it (a restarted search would run its trial again beside it)."""
     os.environ.update(env)
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _run_pickled(payload: bytes) -> bytes:
@@ -108,29 +117,39 @@ def launch_pinned(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
     errors: list[BaseException] = []
 
     def worker(env: dict[str, str]) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        from ftlab.sweeps.attempts import died
+
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_set_env,
-                                 initargs=(env,)) as pool:
-            while True:
-                try:
-                    i = todo.get_nowait()
-                except queue.Empty:
-                    return
-                payload = cloudpickle.dumps((initial_job_idx + i, list(job_overrides[i]),
-                                             launcher.hydra_context, launcher.config,
-                                             launcher.task_function, state, {**forwarded, **env}))
-                try:
-                    results[i] = cloudpickle.loads(pool.submit(_run_pickled, payload).result())
-                except BaseException as exc:  # a crashed worker process: report, keep the queue going
-                    errors.append(exc)
-                    return
+        while not todo.empty():  # a fresh worker process after one died
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_set_env,
+                                     initargs=(env,)) as pool:
+                while True:
+                    try:
+                        i = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    payload = cloudpickle.dumps((initial_job_idx + i, list(job_overrides[i]),
+                                                 launcher.hydra_context, launcher.config,
+                                                 launcher.task_function, state, {**forwarded, **env}))
+                    try:
+                        results[i] = cloudpickle.loads(pool.submit(_run_pickled, payload).result())
+                    except BrokenProcessPool as exc:  # the job's process was killed: that job died
+                        log.warning("ftlab_devices: job %d's process died (%s)", initial_job_idx + i, exc)
+                        results[i] = died(f"job {initial_job_idx + i}'s process died before it returned "
+                                          f"({type(exc).__name__})")
+                        break
+                    except BaseException as exc:  # anything else: report, keep the queue going
+                        errors.append(exc)
+                        results[i] = died(f"job {initial_job_idx + i} could not run: {exc!r}")
 
     threads = [threading.Thread(target=worker, args=(e,), daemon=True) for e in envs]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    if errors or any(r is None for r in results):
+    if any(r is None for r in results):
         raise RuntimeError(f"ftlab_devices: {len(errors)} worker(s) crashed: {errors[:1]}")
     return results
 

@@ -49,6 +49,17 @@ def flatten(d: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def start_wait_s() -> float:
+    """How long a new run waits for an unreachable tracking server before failing: ``0`` for a single
+    run (a dead server fails fast, before any work), 120 s for a job of a sweep (a server restart
+    must not cost a trial), ``$FTLAB_TRACKING_WAIT_S`` if set."""
+    if os.environ.get("FTLAB_TRACKING_WAIT_S"):
+        return float(os.environ["FTLAB_TRACKING_WAIT_S"])
+    from ftlab.sweeps.context import in_multirun
+
+    return 120.0 if in_multirun() else 0.0
+
+
 def _timed(method):
     """Add the method's wall time to ``self.seconds`` (the tracking overhead a run reports)."""
     @functools.wraps(method)
@@ -104,6 +115,21 @@ class Tracker:
                 except Exception as exc:
                     raise TrackingError(f"cannot reopen MLflow run {info['run_id']} at "
                                         f"{redact_uri(self.uri)}: {redact_text(str(exc))}") from None
+        deadline, warned = time.monotonic() + start_wait_s(), False
+        while True:
+            try:
+                self._create(client, tags)
+                return
+            except TrackingError:
+                if time.monotonic() >= deadline:
+                    raise
+                if not warned:
+                    log.warning("MLflow at %s is not reachable; this sweep job waits for it (up to %.0f s)",
+                                redact_uri(self.uri), deadline - time.monotonic())
+                    warned = True
+                time.sleep(2.0)
+
+    def _create(self, client, tags: Mapping[str, str]) -> None:
         try:
             exp = client.get_experiment_by_name(self.experiment)
             if exp is None:
