@@ -115,6 +115,13 @@ def folder_status(folder: Path) -> tuple[str, str]:
                           f"killed or the machine stopped). Finish it with: {resume}")
 
 
+def folder_result(folder: Path, metric: str) -> Optional[float]:
+    """``metric``'s last value in a run folder whose run ended FINISHED (its journal says so), else None."""
+    if not folder.is_dir() or folder_status(folder)[0] != "FINISHED":
+        return None
+    return _last_metrics(folder / "metrics.jsonl").get(metric)
+
+
 @dataclass
 class RecordedRun:
     """One MLflow run as ftlab recorded it."""

@@ -2,10 +2,11 @@
 once per trial slot and marked KILLED in MLflow.
 
 - **Jobs record their result.** Every job of a search learns its trial from ``FTLAB_TRIAL`` (and the
-  storage from ``FTLAB_OPTUNA_STORAGE``); when its run returns, it writes the objective to the trial as
-  user attribute ``ftlab.job.<job number>`` (:func:`record_job_value`). A driver that lost the job's
-  return (the job process or the driver itself was killed after the run ended) reads it there: the
-  trial is COMPLETE, never run twice.
+  storage from ``FTLAB_OPTUNA_STORAGE``); it writes its run folder to the trial when it starts
+  (``ftlab.run_dir.<job number>``) and the objective when its run returns (``ftlab.job.<job number>``,
+  :func:`record_job_value`). A driver that lost the job's return (the job process or the driver
+  itself was killed after the run ended) reads the value there, or from the run folder when the run
+  ended FINISHED but was killed before recording it: the trial is COMPLETE, never run twice.
 - **A killed attempt is retried.** A job whose process died (SIGKILL, OOM) before recording a result
   leaves its trial *interrupted*: FAIL with ``ftlab.interrupted`` (not counted), its parameters
   enqueued again as a new trial (``ftlab.retry_of``, ``ftlab.attempt``), at most
@@ -27,6 +28,7 @@ from ftlab.sweeps.prune import PRUNED_ATTR, STORAGE_ENV, TRIAL_ENV
 
 log = logging.getLogger("ftlab")
 JOB_ATTR = "ftlab.job."
+RUN_DIR_ATTR = "ftlab.run_dir."
 INTERRUPTED = "ftlab.interrupted"
 MAX_ATTEMPTS = 3
 
@@ -44,8 +46,8 @@ def died(message: str) -> Any:
     return ret
 
 
-def record_job_value(cfg: Any, value: float) -> None:
-    """In a job of a search: write the run's objective to its trial (``ftlab.job.<num>``)."""
+def _record(cfg: Any, key: str, value: Any) -> None:
+    """In a job of a search: set user attribute ``<key><job number>`` on the job's trial."""
     number = os.environ.get(TRIAL_ENV)
     if not number or not os.environ.get(STORAGE_ENV):
         return
@@ -63,9 +65,22 @@ def record_job_value(cfg: Any, value: float) -> None:
     try:
         study = load_study(cfg, options, create=False)
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(number))
-        study._storage.set_trial_user_attr(trial_id, f"{JOB_ATTR}{hc.job.num}", float(value))
+        study._storage.set_trial_user_attr(trial_id, f"{key}{hc.job.num}", value)
     except Exception as exc:  # a finished trial (a retried attempt's) or a storage hiccup: the return still counts
-        log.warning("optuna trial %s: could not record this job's result in the study: %s", number, exc)
+        log.warning("optuna trial %s: could not record %s in the study: %s", number, key, exc)
+
+
+def record_job_start(cfg: Any) -> None:
+    """In a job of a search, before its run: the run folder, on the trial (``ftlab.run_dir.<num>``)."""
+    if os.environ.get(TRIAL_ENV):
+        from hydra.core.hydra_config import HydraConfig
+
+        _record(cfg, RUN_DIR_ATTR, str(HydraConfig.get().runtime.output_dir))
+
+
+def record_job_value(cfg: Any, value: float) -> None:
+    """In a job of a search: write the run's objective to its trial (``ftlab.job.<num>``)."""
+    _record(cfg, JOB_ATTR, float(value))
 
 
 def job_numbers(number: int, per: int) -> list[int]:
@@ -73,9 +88,20 @@ def job_numbers(number: int, per: int) -> list[int]:
     return [number * per + i for i in range(per)]
 
 
-def settle(study: Any, trial: Any, returns: Optional[Sequence[Any]], per: int) -> str:
-    """Tell the study how trial ``trial`` ended, from its jobs' returns (None: the launch itself failed)
-    and what its jobs recorded; returns the state told: complete, pruned, failed or interrupted."""
+def _from_folder(attrs: dict, num: int, objective: str) -> Optional[float]:
+    """A job's objective from its run folder, if the run ended FINISHED (killed before it recorded it)."""
+    from pathlib import Path
+
+    from ftlab.runs import folder_result
+
+    folder = attrs.get(f"{RUN_DIR_ATTR}{num}")
+    return folder_result(Path(folder), objective) if folder else None
+
+
+def settle(study: Any, trial: Any, returns: Optional[Sequence[Any]], per: int, objective: str) -> str:
+    """Tell the study how trial ``trial`` ended, from its jobs' returns (None: the launch itself failed),
+    what its jobs recorded and their run folders (``objective``: the metric the trial optimises);
+    returns the state told: complete, pruned, failed or interrupted."""
     from optuna.trial import TrialState
 
     attrs = study._storage.get_trial(trial._trial_id).user_attrs
@@ -88,6 +114,11 @@ def settle(study: Any, trial: Any, returns: Optional[Sequence[Any]], per: int) -
             values.append(float(attrs[f"{JOB_ATTR}{num}"]))
             continue
         r = returns[i] if returns is not None else None
+        if r is None or (r.status.name == "FAILED" and isinstance(r._return_value, JobDied)):
+            found = _from_folder(attrs, num, objective)
+            if found is not None:
+                values.append(found)
+                continue
         if r is None:
             lost = True
             continue

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.sweeps.context import SEED_KEYS
+from ftlab.sweeps.context import SEED_KEYS, objective_key
 from ftlab.sweeps.prune import STORAGE_ENV, TRIAL_ENV, enabled
 
 log = logging.getLogger("ftlab")
@@ -177,7 +177,7 @@ class Search:
                 study._storage.set_trial_user_attr(t._trial_id, "ftlab.interrupted", True)
                 study.tell(t.number, state=TrialState.FAIL)
                 continue
-            state = settle(study, t, None, per)
+            state = settle(study, t, None, per, objective_key(self.config))
             log.info("optuna: trial %d of a driver that died: %s", t.number, state)
 
     def _mark_killed(self, study: Any) -> None:
@@ -246,7 +246,8 @@ class Search:
                             "jobs recorded", type(exc).__name__, str(exc).splitlines()[0][:300] if str(exc) else "")
                 returns = None
             for i, t in enumerate(trials):
-                settle(study, t, returns[i * per:(i + 1) * per] if returns is not None else None, per)
+                settle(study, t, returns[i * per:(i + 1) * per] if returns is not None else None, per,
+                       objective_key(self.config))
             results.append(returns)
             done = self.finished(study)
         self._mark_killed(study)
