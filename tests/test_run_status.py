@@ -6,33 +6,13 @@ import json
 import subprocess
 import sys
 
+from test_reliability import KILLED_RUN
+
 from conftest import ROOT, mlflow_client
-
-KILLED = """
-import os, signal, sys
-from pathlib import Path
-sys.path.insert(0, {tests!r})
-from fake_backend import FakeBackend, FakePlugin
-
-def predict(self, model, examples, prompt, decoding, _orig=FakeBackend.predict):
-    if model.kind == "tuned":  # SIGKILL in the middle of the tuned evaluation
-        os.kill(os.getpid(), signal.SIGKILL)
-    return _orig(self, model, examples, prompt, decoding)
-
-FakeBackend.predict = predict
-from ftlab.config.compose import compose
-from ftlab.plugins import Plugins, set_plugins
-from ftlab.runner import run
-
-pm = Plugins(load_entry_points=True)
-set_plugins(pm)
-pm.register(FakePlugin(), name="fake_backend_plugin")
-run(compose(["+experiment=smoke", "backend=fake", *{extra!r}], pm), run_dir=Path({run_dir!r}), plugins=pm)
-"""
 
 
 def _kill_mid_run(run_dir, *extra):
-    code = KILLED.format(tests=str(ROOT / "tests"), run_dir=str(run_dir), extra=list(extra))
+    code = KILLED_RUN.format(tests=str(ROOT / "tests"), run_dir=str(run_dir), extra=list(extra))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr[-2000:]
 
