@@ -95,7 +95,7 @@ def _from_folder(attrs: dict, num: int, objective: str) -> Optional[float]:
     from ftlab.runs import folder_result
 
     folder = attrs.get(f"{RUN_DIR_ATTR}{num}")
-    return folder_result(Path(folder), objective) if folder else None
+    return folder_result(Path(folder), objective) if folder and objective else None
 
 
 def settle(study: Any, trial: Any, returns: Optional[Sequence[Any]], per: int, objective: str) -> str:
@@ -114,7 +114,7 @@ def settle(study: Any, trial: Any, returns: Optional[Sequence[Any]], per: int, o
             values.append(float(attrs[f"{JOB_ATTR}{num}"]))
             continue
         r = returns[i] if returns is not None else None
-        if r is None or (r.status.name == "FAILED" and isinstance(r._return_value, JobDied)):
+        if r is None or isinstance(getattr(r, "_return_value", None), JobDied):
             found = _from_folder(attrs, num, objective)
             if found is not None:
                 values.append(found)
