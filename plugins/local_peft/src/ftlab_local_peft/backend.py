@@ -38,6 +38,7 @@ class LocalPeftBackend:
         ctx.set_tags(tags)
         self.features = FeatureStore()  # frozen prompt states and document means, for this process
         self._cls: dict[str, lora_cls.ClsMeta] = {}
+        self._repeat = False  # the last training said more folds follow: keep the rows' frozen states
         self.source = loading.enum_value(cfg.model.source)
         self._tok = None
         self._base = None
@@ -146,6 +147,7 @@ class LocalPeftBackend:
             self._peft, self._adapters = None, {}
         session = methods.Session(self._base, self._tok, self.cfg, self.ctx, self.rt, self.pad_id, self.end_id,
                                   self.features)
+        self._repeat = bool(job.repeat)
         plan, history, metrics = loop.train(method, session, job)
         model = self._peft = plan.model
         out = Path(job.out_dir)
@@ -224,7 +226,7 @@ class LocalPeftBackend:
                         c["document"] = doc_cut
             with mode_ctx:
                 results = lora_cls.predict(net, meta, prompts, self.pad_id, self.rt, decoding.batch_size,
-                                           self.features, docs)
+                                           self.features, docs, keep=self._repeat)
         elif mode == "score_labels":
             conts = [encoding.label_ids(tok, lab, self.end_id, bc.score_end_token) for lab in prompt.labels]
             with mode_ctx:

@@ -137,6 +137,8 @@ def prepare(session, job) -> Plan:
         # the training rows' states live as long as training (~2 GB for 383 rows) unless folds follow
         states = store.prompt_states(base, prompts, k, bc.adapted_tokens, pad_id, rt, tc.batch_size * 2,
                                      keep=keep, progress=bar.update)
+    if not keep:  # states kept by earlier folds: this training holds them now, the store lets go
+        store.release(k, bc.adapted_tokens, prompts)
     lower_s = time.perf_counter() - t0
     eval_rows = list(job.eval) if tc.eval_loss else []
     t0 = time.perf_counter()
