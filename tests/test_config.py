@@ -61,7 +61,8 @@ def test_typos_fail_with_the_key_and_a_suggestion(override, message, plugins):
     (["train.epochs=0"], "train.epochs must be > 0"),
     (["eval.splits=[dev]"], "eval.splits: unknown split 'dev'"),
     (["model.source=local_dir"], "model.path must be set"),
-    (["prompt.template=no placeholders"], "prompt.template must contain {labels}"),
+    (["prompt.template=no placeholders"], "prompt.template must contain {text}"),
+    (["prompt.template='only {text}'"], "prompt.template must contain {labels} for eval.task=classification"),
 ])
 def test_cross_field_checks(overrides, message, plugins):
     with pytest.raises(ConfigError, match=message.replace("{", r"\{").replace("}", r"\}")):

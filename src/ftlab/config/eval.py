@@ -26,6 +26,8 @@ class DecodingConfig:
     """generate: nucleus sampling mass."""
     batch_size: int = 8
     """Examples per forward pass."""
+    stop: List[str] = field(default_factory=list)
+    """generate: strings that end an answer (cut before the first one found; the end token always ends it)."""
 
 
 class CVGroupBy(Enum):
@@ -49,6 +51,10 @@ class CVConfig:
 class EvalConfig:
     """Evaluation settings, shared by every backend."""
 
+    task: str = "classification"
+    """What a row's target is and what scores it: classification (a label of data.labels), text_generation, summarization, question_answering (data.target_column holds a reference text or a list of acceptable answers), or a task a plugin registers (`ftlab plugins`). See docs/evaluation.md, "Tasks"."""
+    metrics: List[str] = field(default_factory=list)
+    """Generation tasks: registered text metrics to compute (rouge, bleu, chrf, bleu4, exact_match, token_f1, or a plugin's); empty = the task's own list."""
     splits: List[str] = field(default_factory=lambda: ["eval"])
     """Splits to evaluate (eval, test)."""
     decoding: DecodingConfig = field(default_factory=DecodingConfig)

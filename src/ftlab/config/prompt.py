@@ -12,7 +12,7 @@ class PromptConfig:
     name: str = "classify"
     """Short name of the prompt."""
     template: str = "{labels}\n{text}"
-    """Python format string with `{labels}` (the rendered label list) and `{text}` (the input)."""
+    """Python format string with `{text}` (the input) and, for classification, `{labels}` (the rendered label list; a generation task has none)."""
     label_line: str = "- {label}"
     """How one label is rendered inside `{labels}`."""
     system: str = ""
@@ -38,6 +38,5 @@ class PromptConfig:
             raise ValueError("prompt.truncation_side must be 'left', 'right' or 'middle'")
         if self.middle_tail < 0:
             raise ValueError("prompt.middle_tail must be >= 0")
-        for key in ("{labels}", "{text}"):
-            if key not in self.template:
-                raise ValueError(f"prompt.template must contain {key}")
+        if "{text}" not in self.template:
+            raise ValueError("prompt.template must contain {text}")
