@@ -196,7 +196,8 @@ def check_task(cfg: RunConfig, plugins=None):
     info = plugins.backends().get(cfg.backend.name)
     caps = info.capabilities if info is not None else None
     declared = caps.tasks if caps is not None else None
-    if task.generative and (declared is None or task.name not in declared):
+    if (task.generative and (declared is None or task.name not in declared)) or \
+            (declared is not None and task.name not in declared):
         raise ConfigError(f"eval.task={task.name} is not supported by backend {cfg.backend.name!r}; it "
                           f"supports eval.task: {', '.join(declared or ('classification',))}")
     if not task.generative:

@@ -49,7 +49,7 @@ class LocalPeftBackend:
 
     # ------------------------------------------------------------------ loading
     def _tiny_corpus(self, examples: Sequence[Example], prompt) -> list[str]:
-        texts = [ex.text for ex in examples] + [ex.label for ex in examples]
+        texts = [ex.text for ex in examples] + [ex.target for ex in examples]
         if prompt is not None:
             texts += list(prompt.labels) + [prompt.template, prompt.system]
         return texts + list(self.cfg.data.labels)
