@@ -67,6 +67,8 @@ class TrainConfig:
     """Log train/loss every N optimizer steps."""
     eval_loss: bool = False
     """Compute eval/loss on the eval split at the end of each epoch (costs time)."""
+    holdout_fraction: float = 0.0
+    """Fraction of the training split a tuning service holds out as its own validation data (0 = none; ftlab's eval split is never used for it). bqml: DATA_SPLIT_METHOD='RANDOM' with DATA_SPLIT_EVAL_FRACTION; a backend that does not use it reports it as unused."""
     seed: int = 42
     """Seed for shuffling, dropout and adapter initialisation."""
     class_weighting: ClassWeighting = ClassWeighting.none
@@ -77,6 +79,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.max_steps <= 0 and self.epochs <= 0:
             raise ValueError("train.epochs must be > 0 unless train.max_steps > 0")
+        if not 0 <= self.holdout_fraction < 1:
+            raise ValueError(f"train.holdout_fraction must be in [0, 1) (got {self.holdout_fraction})")
         if not self.learning_rate > 0:  # 0 trains nothing, < 0 climbs the loss; both silently
             raise ValueError(f"train.learning_rate must be > 0 (got {self.learning_rate})")
         for key in ("batch_size", "gradient_accumulation_steps", "logging_steps"):
