@@ -8,7 +8,8 @@
   prompts, trained at ``CREATE MODEL`` time on the (prompt, label) rows; it answers a training label.
   For a generation task (``evaluation_task`` TEXT_GENERATION, SUMMARIZATION, QUESTION_ANSWERING, or
   UNSPECIFIED over prompts without a label list) it learns the references' median length in words and
-  answers with that many leading words of the input: tuning changes what it writes.
+  answers with that many leading words of the input, leaving out the template's words that open every
+  training prompt's input line: tuning changes what it writes.
 
 ``classification_rows`` and ``generation_rows`` are ML.EVALUATE's output, computed with the host's
 own metric implementations (:mod:`ftlab.metrics`), so the fake has no metric code of its own.
@@ -65,10 +66,20 @@ def split_rows(rows: list[dict], method: str, fraction) -> list[dict]:
     return [r for i, r in enumerate(rows) if i not in out]
 
 
-def lead(prompt: str, n: int) -> str:
-    """The first ``n`` words of the prompt's longest line (the input text of a one-line template)."""
+def lead(prompt: str, n: int, skip: int = 0) -> str:
+    """``n`` words of the prompt's longest line (the input text of a one-line template), after its
+    first ``skip`` words."""
     line = max((prompt or "").splitlines() or [""], key=len)
-    return " ".join(line.split()[:n])
+    return " ".join(line.split()[skip:skip + n])
+
+
+def common_lead(prompts: list[str]) -> int:
+    """How many leading words the longest lines of ``prompts`` share (a template's ``Transcript:``)."""
+    lines = [max(p.splitlines() or [""], key=len).split() for p in prompts]
+    n = 0
+    while lines and all(len(w) > n for w in lines) and len({w[n] for w in lines}) == 1:
+        n += 1
+    return n
 
 
 class BaseModel:
@@ -102,7 +113,9 @@ class TunedModel:
         self.generative = task in GENERATION_TASKS or (
             task == "UNSPECIFIED" and bool(rows) and len(split_prompt(rows[0][0])[0]) < 2)
         self.words = max(1, round(statistics.median(len(label.split()) for _, label in rows))) if rows else 1
-        """Generation: the references' median length in words, what the tuned model writes."""
+        """Generation: the references' median length in words, what the tuned model writes ..."""
+        self.skip = common_lead([prompt for prompt, _ in rows]) if self.generative and len(rows) > 1 else 0
+        """... after the words every training prompt's input line starts with (the template's)."""
         self.doc_count: Counter = Counter()
         self.word_counts: dict[str, Counter] = defaultdict(Counter)
         vocab = set()
@@ -117,7 +130,7 @@ class TunedModel:
 
     def answer(self, prompt: str) -> str:
         if self.generative:
-            return lead(prompt, self.words)
+            return lead(prompt, self.words, self.skip)
         _, text = split_prompt(prompt)
         ws = words(text)
         n = sum(self.doc_count.values())
