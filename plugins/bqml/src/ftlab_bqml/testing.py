@@ -14,6 +14,15 @@ TEMPLATE = ("Classify the medical transcript into exactly one specialty from thi
             "Transcript: {text}\nAnswer with the specialty only.")
 
 
+def ftlab_command() -> list[str]:
+    """The ``ftlab`` console script of this interpreter's environment (else the one on PATH)."""
+    import shutil
+    import sys
+
+    exe = Path(sys.executable).with_name("ftlab")
+    return [str(exe)] if exe.exists() else [shutil.which("ftlab") or "ftlab"]
+
+
 def data_dir() -> Path:
     """data/mtsamples17 of the checkout ($FTLAB_DATA_DIR overrides)."""
     env = os.environ.get("FTLAB_DATA_DIR")
