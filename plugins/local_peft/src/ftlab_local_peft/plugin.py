@@ -124,6 +124,10 @@ class LocalPeftConfig(BackendConfig):
     """lora_cls with head_init=probe: inverse L2 strength of the probe (scikit-learn's C)."""
     head_lr_multiplier: float = 10.0
     """lora_cls: the new head's learning rate is train.learning_rate x this."""
+    share_features: bool = True
+    """Keep the frozen model's features (document means, prompt states that more folds will use) for the
+    whole process, shared by every run on the same model, dtype and device: the jobs of an in-process
+    multirun reuse each other's frozen passes. Off: each run computes its own."""
     reuse_base_states: bool = True
     """lora_cls: keep the frozen layers' states from the base evaluation's forward pass for the tuned one."""
     progress: bool = True
