@@ -130,5 +130,6 @@ def test_every_task_is_declared_and_a_summarization_config_validates():
     assert CAPABILITIES.tasks == ("classification", "text_generation", "summarization", "question_answering")
     assert CAPABILITIES.generation_methods == ("none", "lora")
     cfg = validate(compose([*BQ, "eval.task=summarization", "eval.decoding.mode=generate", "data.labels=[]",
-                            "data.acceptable.source=none", "prompt.template='Summarize: {text}'", "train.method=lora"]))
+                            "data.acceptable.source=none", "prompt.template='Summarize: {text}'",
+                            "train.method=lora"]))
     assert cfg.eval.task == "summarization" and cfg.backend.generate_function == "ai"

@@ -50,7 +50,7 @@ class BqmlConfig(BackendConfig):
     generate_function: str = "ai"
     """ai: AI.GENERATE_TEXT (Google's recommended function; result and status columns); ml: ML.GENERATE_TEXT (the 2024 blog's function; ml_generate_text_* columns). Decoding values are sent explicitly either way."""
     max_output_tokens: Optional[int] = None
-    """Tokens to generate (ML.GENERATE_TEXT and ML.EVALUATE); null = eval.decoding.max_new_tokens."""
+    """Tokens to generate (the generate function and ML.EVALUATE); null = eval.decoding.max_new_tokens."""
     temperature: Optional[float] = None
     """Sampling temperature, always sent explicitly; null = eval.decoding.temperature."""
     top_p: Optional[float] = None
@@ -58,7 +58,7 @@ class BqmlConfig(BackendConfig):
     native_eval: bool = True
     """Also run ML.EVALUATE (logged as native/... metrics, never the headline)."""
     row_retries: int = 3
-    """Re-send rows whose ml_generate_text_status is non-empty at most this many times."""
+    """Re-send rows whose status column (status, ml_generate_text_status) is non-empty at most this many times."""
     row_retry_backoff_s: float = 5.0
     """Wait before the first row retry; doubles each round."""
     poll_interval_s: float = 10.0
