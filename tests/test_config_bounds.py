@@ -58,7 +58,8 @@ def test_a_config_read_back_from_a_run_folder_is_held_to_the_same_ranges(plugins
         validate(cfg, plugins)
 
 
-UNBOUNDED = {"RunConfig.seed", "TrainConfig.seed", "EvalConfig.bootstrap_seed", "TinyModelConfig.seed"}
+UNBOUNDED = {"RunConfig.seed", "TrainConfig.seed", "EvalConfig.bootstrap_seed", "TinyModelConfig.seed",
+             "CVConfig.seed"}
 """Numeric fields any integer suits (seeds)."""
 
 

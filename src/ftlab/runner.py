@@ -7,7 +7,6 @@ stages (predictions are read back from the folder) and continues the same MLflow
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import random
@@ -28,6 +27,7 @@ from ftlab.paths import atomic_open, atomic_write_text
 from ftlab.plugins import PluginError, get_plugins
 from ftlab.prompt import make_prompt
 from ftlab.runs import mark_process
+from ftlab.scoring import Scorer
 from ftlab.tracking.mlflow_tracker import Tracker, TrackingError, flatten
 from ftlab.tracking.redact import redact_config, redact_uri
 
@@ -64,7 +64,8 @@ def _read_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def _load_predictions(path: Path, ref: ModelRef) -> Predictions:
+def load_predictions(path: Path, ref: ModelRef) -> Predictions:
+    """A ``predictions.jsonl`` written by :func:`ftlab.evaluate.write_files`, read back (resume)."""
     sent = path.with_name("prompts.jsonl")
     prompts = {r["sha256"]: r["text"] for r in map(json.loads, sent.read_text(encoding="utf-8").splitlines())} \
         if sent.exists() else {}
@@ -79,11 +80,14 @@ class Run:
     def __init__(self, cfg: RunConfig, resolved_yaml: str, run_dir: Path, plugins=None) -> None:
         self.cfg, self.yaml, self.run_dir = cfg, resolved_yaml, run_dir
         self.plugins = plugins or get_plugins()
-        self.stages = [s.value for s in cfg.stages]
+        self.stages = cfg.stage_order()
         self.state_path = run_dir / "state.json"
         self.state: dict[str, Any] = _read_state(self.state_path)
-        self.scored: dict[tuple[str, str], ev.Scored] = {}
+        self.scored: dict[tuple[str, str], Any] = {}
+        """(stage, split) → its scores (ftlab.evaluate.Scored, or TextScored for a generation task)."""
         self.comparisons: dict[str, Any] = {}
+        self.cv = None
+        """The :class:`ftlab.cv.CVResult` when the run cross-validated."""
         self.history: list = []
         self.extra_tags: dict[str, str] = {}
         """Tags added at start, e.g. ``mlflow.parentRunId`` for a job of a sweep."""
@@ -105,7 +109,7 @@ class Run:
             out = self.run_dir / "eval" / stage / split
             examples = self.splits[split].examples
             if key in self.state.get("evaluated", []) and (out / "predictions.jsonl").exists():
-                preds = _load_predictions(out / "predictions.jsonl", ref)
+                preds = load_predictions(out / "predictions.jsonl", ref)
                 log.info("resume: %s predictions read back from %s", key, out)
             else:
                 t0 = time.perf_counter()
@@ -115,10 +119,10 @@ class Run:
                 self.tracker.log_metrics({
                     (f"{k.split('/', 1)[0]}/{stage}/{split}/{k.split('/', 1)[1]}" if "/" in k
                      else f"{k}/{stage}/{split}"): v for k, v in preds.metrics.items()})
-            scored = ev.score(stage, split, examples, preds, self.prompt, cfg.eval.lenient)
+            scored = self.scorer.score(stage, split, examples, preds)
             self.scored[(stage, split)] = scored
-            self.tracker.log_metrics(ev.metric_dict(scored, self.prompt.labels))
-            for f in ev.write_files(scored, examples, self.prompt.labels, out):
+            self.tracker.log_metrics(self.scorer.metric_dict(scored))
+            for f in self.scorer.write_files(scored, examples, out):
                 self.tracker.log_artifact(f, f"eval/{stage}/{split}")
             if self.native and key not in self.state.get("native", []):
                 nm = self.backend.native_evaluate(ref, examples, self.prompt)
@@ -157,38 +161,15 @@ class Run:
         return trained.model
 
     def _compare(self) -> None:
-        from ftlab.metrics.compare import paired_compare
-
         for split in self.cfg.eval.splits:
             base, tuned = self.scored.get(("base", split)), self.scored.get(("tuned", split))
             if base is None or tuned is None:
                 raise StageError("stage 'compare' needs 'evaluate_base' and 'evaluate_tuned' "
                                  "in the same run (or a resumed run that has both)")
-            c = paired_compare(base.y_true, base.y_pred, tuned.y_pred, self.prompt.labels,
-                               self.cfg.eval.bootstrap_samples, self.cfg.eval.bootstrap_seed,
-                               self.cfg.eval.confidence)
-            self.comparisons[split] = c
-            metrics = {f"compare/{split}/{k}": v for k, v in c.metrics().items()}
-            if base.lenient and tuned.lenient:
-                metrics[f"compare/{split}/lenient_macro_f1_delta"] = (tuned.lenient.macro_f1
-                                                                       - base.lenient.macro_f1)
-            self.tracker.log_metrics(metrics)
-            out = self.run_dir / "compare" / split
-            out.mkdir(parents=True, exist_ok=True)
-            path = out / "per_class_delta.csv"
-            with atomic_open(path, newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["label", "support", "base_f1", "tuned_f1", "delta"])
-                for lab in self.prompt.labels:
-                    b, t = base.strict.per_class[lab], tuned.strict.per_class[lab]
-                    w.writerow([lab, b.support, f"{b.f1:.6f}", f"{t.f1:.6f}", f"{t.f1 - b.f1:+.6f}"])
-            atomic_write_text(out / "comparison.json", json.dumps(c.__dict__, indent=1))
-            png = plots.f1_bars_png(
-                self.prompt.labels,
-                {"base": [base.strict.per_class[x].f1 for x in self.prompt.labels],
-                 "tuned": [tuned.strict.per_class[x].f1 for x in self.prompt.labels]},
-                out / "per_class_f1.png", f"per-class F1 on {split}: base vs tuned")
-            for f in (path, out / "comparison.json", png):
+            metrics, self.comparisons[split], files = self.scorer.compare(base, tuned, split,
+                                                                          self.run_dir / "compare" / split)
+            self.tracker.log_metrics({f"compare/{split}/{k}": v for k, v in metrics.items()})
+            for f in files:
                 self.tracker.log_artifact(f, f"compare/{split}")
 
     def _log_skipped(self) -> None:
@@ -209,8 +190,10 @@ class Run:
         self._t0 = time.perf_counter()
         cfg = self.cfg
         info = self.plugins.backend(cfg.backend.name)
-        self.splits = load_splits(cfg.data, cfg.eval.splits, need_train="train" in self.stages)
+        self.splits = load_splits(cfg.data, cfg.eval.splits,
+                                  need_train=bool({"train", "cross_validate"} & set(self.stages)))
         self.prompt = make_prompt(cfg.prompt, cfg.data.labels)
+        self.scorer = Scorer.for_run(cfg, self.plugins, self.prompt)
         random.seed(cfg.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         mark_process(self.run_dir)  # with the journal's end marker: a killed run is told from a live one
@@ -251,8 +234,8 @@ class Run:
                 self.tracker.log_artifact(self.run_dir / f)
             self._log_skipped()
             caps = info.capabilities or Capabilities()
-            ctx = RunContext(self.run_dir, self.tracker.log_metrics, self._backend_tags,
-                             self.tracker.log_artifact, report=self._reporter(caps))
+            self.ctx = ctx = RunContext(self.run_dir, self.tracker.log_metrics, self._backend_tags,
+                                        self.tracker.log_artifact, report=self._reporter(caps))
             self.backend = info.factory(cfg, ctx)
             self.native = caps.native_evaluate
             if self.native and not isinstance(self.backend, NativeEvaluator):
@@ -264,6 +247,10 @@ class Run:
                 log.info("stage %s", stage)
                 if stage == Stage.evaluate_base.value:
                     self._evaluate("base", self.backend.base_model())
+                elif stage == Stage.cross_validate.value:
+                    from ftlab.cv import CrossValidation
+
+                    self.cv = CrossValidation(self).execute()
                 elif stage == Stage.train.value:
                     tuned = self._train()
                 elif stage == Stage.evaluate_tuned.value:
@@ -318,15 +305,22 @@ class Run:
             atomic_write_text(path, json.dumps(man, indent=1))
 
     def _finish(self) -> float:
-        from ftlab.summary import closing_table
+        from ftlab.summary import closing_table, cv_table, text_table
 
         split = self.cfg.eval.splits[0]
         base, tuned = self.scored.get(("base", split)), self.scored.get(("tuned", split))
         headline: dict[str, float] = {}
         last = tuned or base
+        key = self.scorer.objective_key  # macro_f1, or a generation task's first headline metric
         if last is not None:
-            closing_table(base, tuned, self.prompt.labels, self.comparisons.get(split))
-            headline = {f"{last.stage}_macro_f1": last.strict.macro_f1}
+            if self.scorer.generative:
+                text_table(base, tuned, self.scorer.task.headline, self.comparisons.get(split))
+            else:
+                closing_table(base, tuned, self.prompt.labels, self.comparisons.get(split))
+            headline = {f"{last.stage}_{key}": self.scorer.headline(last)[key]}
+        if self.cv is not None:
+            cv_table(self.cv, self.scorer.task.headline if self.scorer.generative else None)
+            headline[f"cv_{key}_mean"] = self.cv.summary[f"{key}_mean"]
         if self.runtime:
             print("backend: " + "; ".join(f"{k}={v}" for k, v in sorted(self.runtime.items())))
         for f in self.fallbacks:
@@ -347,10 +341,13 @@ class Run:
             raise TrackingError(f"tracking.strict=true and MLflow tracking failed during the run; "
                                 f"the work is done and kept in {self.run_dir}: upload it with "
                                 f"ftlab sync {self.run_dir}")
-        return self._objective(last.strict.macro_f1 if last is not None else 0.0)
+        if self.cv is not None:  # with cross-validation the default objective is its mean (selection on train)
+            return self._objective(self.cv.summary[f"{key}_mean"])
+        return self._objective(self.scorer.headline(last)[key] if last is not None else 0.0)
 
     def _objective(self, default: float) -> float:
-        """The value Hydra sweepers optimise: metric ``sweep.objective`` (default: last macro-F1)."""
+        """The value Hydra sweepers optimise: metric ``sweep.objective`` (default: the cross-validated
+        macro-F1 mean when the run cross-validated, else the last evaluated macro-F1)."""
         from ftlab.sweeps.context import objective_key
 
         if not self.cfg.sweep.objective:

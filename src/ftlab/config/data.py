@@ -56,6 +56,8 @@ class DataConfig:
     """Key of the input text in each JSON line."""
     label_column: str = "output_text"
     """Key of the label in each JSON line."""
+    target_column: Optional[str] = None
+    """Generation tasks (eval.task other than classification): key of the reference text, or for question_answering of a list of acceptable answers (a JSON list, or a string split on data.acceptable.separator); null = data.label_column."""
     labels: List[str] = field(default_factory=list)
     """The closed label set, in display order; a row's label outside it is an error."""
     max_train_rows: Optional[int] = at_least(1, None)

@@ -14,7 +14,7 @@ class PromptConfig:
     name: str = "classify"
     """Short name of the prompt."""
     template: str = "{labels}\n{text}"
-    """Python format string with `{labels}` (the rendered label list) and `{text}` (the input)."""
+    """Python format string with `{text}` (the input) and, for classification, `{labels}` (the rendered label list; a generation task has none)."""
     label_line: str = "- {label}"
     """How one label is rendered inside `{labels}`."""
     system: str = ""
@@ -38,6 +38,5 @@ class PromptConfig:
     def __post_init__(self) -> None:
         if self.truncation_side not in ("left", "right", "middle"):
             raise ValueError("prompt.truncation_side must be 'left', 'right' or 'middle'")
-        for key in ("{labels}", "{text}"):
-            if key not in self.template:
-                raise ValueError(f"prompt.template must contain {key}")
+        if "{text}" not in self.template:
+            raise ValueError("prompt.template must contain {text}")

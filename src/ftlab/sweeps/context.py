@@ -101,12 +101,25 @@ def job_tags(tracking_uri: str) -> dict[str, str]:
 
 
 def objective_key(cfg: Any) -> str:
-    """The metric a sweep ranks by: ``sweep.objective``, else the last evaluated stage's macro-F1."""
+    """The metric a sweep ranks by: ``sweep.objective``, else the cross-validated macro-F1 mean when
+    the runs cross-validate (``eval.cv.folds`` >= 2), else the last evaluated stage's macro-F1."""
     if cfg.sweep.objective:
         return str(cfg.sweep.objective)
+    metric = task_headline(str(cfg.eval.task))
     stages = [getattr(s, "value", s) for s in cfg.stages]
+    if int(cfg.eval.cv.folds) >= 2 or "cross_validate" in stages:
+        return f"cv/{metric}_mean"
     stage = "tuned" if "evaluate_tuned" in stages else "base"
-    return f"eval/{stage}/{cfg.eval.splits[0]}/macro_f1"
+    return f"eval/{stage}/{cfg.eval.splits[0]}/{metric}"
+
+
+def task_headline(task: str) -> str:
+    """The first headline metric of ``eval.task`` (``macro_f1``; ``rougeL_f1`` for summarization …)."""
+    if task == "classification":
+        return "macro_f1"
+    from ftlab.plugins import get_plugins
+
+    return get_plugins().task(task).headline[0]
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

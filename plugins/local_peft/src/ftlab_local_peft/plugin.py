@@ -125,6 +125,10 @@ class LocalPeftConfig(BackendConfig):
     """lora_cls with head_init=probe: inverse L2 strength of the probe (scikit-learn's C)."""
     head_lr_multiplier: float = above(0, 10.0)
     """lora_cls: the new head's learning rate is train.learning_rate x this."""
+    share_features: bool = True
+    """Keep the frozen model's features (document means, prompt states that more folds will use) for the
+    whole process, shared by every run on the same model, dtype and device: the jobs of an in-process
+    multirun reuse each other's frozen passes. Off: each run computes its own."""
     reuse_base_states: bool = True
     """lora_cls: keep the frozen layers' states from the base evaluation's forward pass for the tuned one."""
     progress: bool = True
@@ -158,9 +162,13 @@ TRAIN_KEYS = {
 
 CAPABILITIES = Capabilities(decoding_modes=("score_labels", "generate"),
                             train_methods=("none", "lora", "lora_cls"), train_keys=TRAIN_KEYS,
-                            intermediate_values=("train/eval_loss",))
+                            intermediate_values=("train/eval_loss",),
+                            tasks=("classification", "text_generation", "summarization", "question_answering"),
+                            generation_methods=("none", "lora"))
 """Both decoding modes, every training method and train key; no native evaluation (the host's is the only one);
-reports the eval loss after each epoch (``train.eval_loss=true``) so a search can prune."""
+reports the eval loss after each epoch (``train.eval_loss=true``) so a search can prune. Every task:
+generation tasks train with ``lora`` (generative SFT, loss on the reference tokens) and answer with
+``generate``."""
 
 
 DISTRIBUTIONS = ("torch", "transformers", "peft", "accelerate", "gguf", "safetensors", "tokenizers",
