@@ -75,7 +75,8 @@ def test_adapter_folder_is_self_contained(cls, tmp_path):
     adapter = Path(cls.result.model.uri)
     meta = json.loads((adapter / "ftlab_cls.json").read_text())
     assert meta == {"method": "lora_cls", "labels": list(cls.prompt.labels), "pooling": "last_context",
-                    "split_layer": 0, "adapted_tokens": 8, "document_tokens": 0, "document_chunk_tokens": 512}
+                    "split_layer": 0, "adapted_tokens": 8, "document_tokens": 0, "document_chunk_tokens": 512,
+                    "document_layers": []}
     fresh = LocalPeftBackend(cls.cfg, Recorder(tmp_path).ctx)  # recomputes every lower state
     again = fresh.predict(cls.result.model, cls.eval_ex, cls.prompt, Decoding(batch_size=3))
     assert [p.raw_text for p in again.items] == [p.raw_text for p in cls.tuned.items]
@@ -173,8 +174,34 @@ def test_document_means_are_chunkwise_means_of_the_final_states(tmp_path):
         frozen.document_means(b._base, docs, 0, b.pad_id, b.rt)
 
 
-@pytest.mark.parametrize("head_init", ["zero", "probe"])
-def test_document_head_trains_and_reloads(tmp_path, head_init):
+def test_document_means_of_several_layers(tmp_path):
+    """backend.document_layers: one block per layer, each the mean of that layer's output over the chunks."""
+    import torch
+
+    from ftlab_local_peft import encoding, frozen
+    from ftlab_local_peft.backend import LocalPeftBackend
+
+    cfg = make_cfg(model={"tiny": {"num_layers": 2}})
+    b = LocalPeftBackend(cfg, Recorder(tmp_path).ctx)
+    ex = make_examples(4)
+    b._ensure_loaded(ex, make_prompt(cfg))
+    docs = [encoding.document_ids(b._tok, e.text, 9) for e in ex]
+    got = frozen.document_means(b._base, docs, 4, b.pad_id, b.rt, layers=(1, 0))
+    H = b._base.config.hidden_size
+    assert got.shape == (4, 2 * H)
+    final = frozen.document_means(b._base, docs, 4, b.pad_id, b.rt)
+    assert torch.allclose(got[:, H:], final, atol=1e-5)
+    with torch.inference_mode():
+        for d, row in zip(docs, got):
+            parts = [b._base.model(input_ids=torch.tensor([d[s:s + 4]]), output_hidden_states=True).hidden_states[1][0]
+                     for s in range(0, len(d), 4)]
+            assert torch.allclose(row[:H], torch.cat(parts).mean(0), atol=1e-5)
+    with pytest.raises(ValueError, match="document_layers: layer 5 is not in 1..2"):
+        frozen.document_means(b._base, docs, 4, b.pad_id, b.rt, layers=(5,))
+
+
+@pytest.mark.parametrize("head_init,layers", [("zero", []), ("probe", []), ("probe", [1, 0])])
+def test_document_head_trains_and_reloads(tmp_path, head_init, layers):
     """backend.document_tokens: the head reads the document mean too; a new process predicts the same."""
     from ftlab_local_peft.backend import LocalPeftBackend
 
@@ -182,7 +209,7 @@ def test_document_head_trains_and_reloads(tmp_path, head_init):
     lr = 1e-12 if head_init == "probe" else CLS_TRAIN["learning_rate"]
     cfg = make_cfg(train={**CLS_TRAIN, "max_steps": 30, "eval_loss": False, "learning_rate": lr},
                    backend={**CLS_BACKEND, "document_tokens": 10, "document_chunk_tokens": 4,
-                            "head_init": head_init})
+                            "head_init": head_init, "document_layers": layers})
     (tmp_path / "out").mkdir()
     b = LocalPeftBackend(cfg, Recorder(tmp_path / "r1").ctx)
     prompt = make_prompt(cfg)
@@ -192,7 +219,9 @@ def test_document_head_trains_and_reloads(tmp_path, head_init):
     assert (meta["document_tokens"], meta["document_chunk_tokens"]) == (10, 4)
     head = dict(b._peft.named_parameters())
     width = [p.shape for n, p in head.items() if "ftlab_cls_head" in n and n.endswith("weight")][0][1]
-    assert width == 3 * b._base.config.hidden_size  # last token, prompt mean, document mean
+    assert meta["document_layers"] == layers
+    # last token, prompt mean, one document-mean block per layer
+    assert width == (2 + max(1, len(layers))) * b._base.config.hidden_size
     assert (res.metrics["time/train_probe_s"] > 0) == (head_init == "probe")
     first = [h["train/loss"] for h in res.history if "train/loss" in h][0]
     if head_init == "probe":  # a fitted head from the start (a zero head's loss is ln 4 = 1.39)

@@ -119,7 +119,7 @@ class LocalPeftBackend:
             if meta is not None:
                 self._cls[key] = meta
                 if not hasattr(self._base, HEAD):
-                    attach_head(self._base, len(meta.labels), meta.pooling, meta.document_tokens > 0)
+                    attach_head(self._base, len(meta.labels), meta.pooling, meta.document_blocks)
             if self._peft is None:
                 from peft import PeftModel
 

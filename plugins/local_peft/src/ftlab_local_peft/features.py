@@ -108,17 +108,18 @@ class FeatureStore:
         return after_batch, remove
 
     def document_means(self, model, docs: Sequence[Sequence[int]], chunk: int, pad_id: int, rt,
-                       progress: bool) -> torch.Tensor:
-        """``[n, H]`` document means (:func:`~ftlab_local_peft.frozen.document_means`), computing only
-        those not kept yet (keyed by chunk length and token ids)."""
+                       progress: bool, layers: Sequence[int] = ()) -> torch.Tensor:
+        """``[n, H * blocks]`` document means (:func:`~ftlab_local_peft.frozen.document_means`), computing
+        only those not kept yet (keyed by chunk length, layers and token ids)."""
         from tqdm.auto import tqdm
 
-        keys = [(chunk, tuple(d)) for d in docs]
+        keys = [(chunk, tuple(layers), tuple(d)) for d in docs]
         todo = list(dict.fromkeys(k for k in keys if k not in self.documents))
         if todo:
             with tqdm(total=len(todo), desc="document means (once)", unit="ex", disable=not progress,
                       dynamic_ncols=True) as bar:
-                got = document_means(model, [list(k[1]) for k in todo], chunk, pad_id, rt, progress=bar.update)
+                got = document_means(model, [list(k[2]) for k in todo], chunk, pad_id, rt, progress=bar.update,
+                                     layers=layers)
             self.documents.update(zip(todo, got))
         return torch.stack([self.documents[k] for k in keys]) if keys else torch.zeros((0, 0))
 

@@ -213,8 +213,10 @@ def upper_hidden(model, states: Sequence[FrozenState], k: int, rt):
 
 def document_means(model, docs: Sequence[Sequence[int]], chunk: int, pad_id: int, rt,
                    batch_tokens: int = 4096,
-                   progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """``[n, H]`` float32: the frozen model's final (normed) hidden states averaged over each document.
+                   progress: Callable[[int], None] | None = None, layers: Sequence[int] = ()) -> torch.Tensor:
+    """``[n, H * len(layers)]`` float32: the frozen model's hidden states averaged over each document,
+    one block of ``H`` per entry of ``layers`` (``i`` = the output of decoder layer ``i``, 1-based;
+    ``0`` or the layer count = the final normed states, the only block when ``layers`` is empty).
 
     A document (token ids of the raw input, no prompt) is cut into chunks of ``chunk`` tokens that
     are encoded independently (attention stays inside a chunk, so the cost is linear in the length);
@@ -226,13 +228,18 @@ def document_means(model, docs: Sequence[Sequence[int]], chunk: int, pad_id: int
         raise ValueError(f"backend.document_chunk_tokens must be positive, not {chunk}")
     dec = decoder(model)
     hidden = dec.config.hidden_size
+    n_layers = len(dec.layers)
+    picks = [n_layers if li in (0, n_layers) else int(li) for li in (layers or (n_layers,))]
+    bad = [li for li in picks if not 1 <= li <= n_layers]
+    if bad:
+        raise ValueError(f"backend.document_layers: layer {bad[0]} is not in 1..{n_layers} (0 = the final states)")
     pieces = [(d, list(ids[s:s + chunk])) for d, ids in enumerate(docs) for s in range(0, len(ids), chunk)]
     left = [0] * len(docs)
     for d, _ in pieces:
         left[d] += 1
     if progress:
         progress(sum(1 for n in left if n == 0))
-    sums = torch.zeros((len(docs), hidden))
+    sums = torch.zeros((len(docs), hidden * len(picks)))
     counts = torch.zeros(len(docs))
     order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][1]))
     frozen = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
@@ -250,9 +257,11 @@ def document_means(model, docs: Sequence[Sequence[int]], chunk: int, pad_id: int
                 t = pieces[i][1]
                 ids[r, :len(t)] = torch.tensor(t)
                 mask[r, :len(t)] = 1
-            out = dec(input_ids=ids.to(rt.device), attention_mask=mask.to(rt.device), use_cache=False)
-            h = out.last_hidden_state.float() * mask.to(rt.device)[..., None]
-            part = h.sum(1).cpu()
+            out = dec(input_ids=ids.to(rt.device), attention_mask=mask.to(rt.device), use_cache=False,
+                      output_hidden_states=picks != [n_layers])
+            states = [out.last_hidden_state if li == n_layers else out.hidden_states[li] for li in picks]
+            m = mask.to(rt.device)[..., None]
+            part = torch.cat([(h.float() * m).sum(1) for h in states], dim=-1).cpu()
             done = 0
             for r, i in enumerate(idx):
                 d = pieces[i][0]

@@ -35,8 +35,8 @@ def head_features(model, states: Sequence[FrozenState], k: int, pooling: str, rt
     else:
         mean = (h * suf[..., None]).sum(1) / suf.sum(1, keepdim=True)
         parts = [mean] if pooling == "mean" else [last, mean]
-    if docs is not None:
-        parts.append(docs.to(dev))
+    if docs is not None:  # one block of H per document layer, each normed on its own
+        parts += list(docs.to(dev).split(h.shape[-1], dim=-1))
     # parameter-free layer norm per part: the final states' scale is large and differs between the
     # parts, and a new zero-initialised head with a high learning rate diverged on the raw values
     return torch.cat([torch.nn.functional.layer_norm(x, x.shape[-1:]) for x in parts], dim=-1)
@@ -80,11 +80,12 @@ def head_of(model):
     return getattr(unwrap(model), HEAD)
 
 
-def attach_head(base, n_labels: int, pooling: str, document: bool = False) -> None:
-    """Give ``base`` a zero-initialised ``ftlab_cls_head`` (zero: the first step starts from uniform)."""
+def attach_head(base, n_labels: int, pooling: str, document: int = 0) -> None:
+    """Give ``base`` a zero-initialised ``ftlab_cls_head`` (zero: the first step starts from uniform) over
+    the pooled parts and ``document`` blocks of document means."""
     if pooling not in POOLINGS:
         raise ValueError(f"backend.pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-    parts = (2 if pooling in ("last_mean", "last_context") else 1) + (1 if document else 0)
+    parts = (2 if pooling in ("last_mean", "last_context") else 1) + int(document)  # + document blocks
     width = base.config.hidden_size * parts
     head = torch.nn.Linear(width, n_labels)
     torch.nn.init.zeros_(head.weight)

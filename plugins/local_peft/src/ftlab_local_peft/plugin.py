@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional
 
 from ftlab import hookimpl
 from ftlab.config import BackendConfig, ModelConfig
@@ -116,6 +116,10 @@ class LocalPeftConfig(BackendConfig):
     of the raw input text (no prompt), encoded in chunks of ``document_chunk_tokens`` tokens, once
     per example. The prompt keeps ``prompt.max_input_tokens`` (the adapted tokens attend to it);
     this reads further into long inputs at the cost of one frozen forward over N tokens. 0 = off."""
+    document_layers: List[int] = field(default_factory=list)
+    """lora_cls with document_tokens: the decoder layers whose states are averaged over the document (1-based
+    layer outputs; 0 = the final normed states), each a block of the head's input; empty = the final states
+    only. Middle layers carry more of a transcript's topic than the last (docs/results.md)."""
     document_chunk_tokens: int = at_least(1, 512)
     """lora_cls with document_tokens: chunk length of the document pass (attention stays within a chunk)."""
     head_init: str = "zero"

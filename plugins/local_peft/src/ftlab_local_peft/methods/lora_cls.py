@@ -56,6 +56,13 @@ class ClsMeta:
     document_tokens: int = 0
     """>0: the head also reads the frozen mean over the input's first N tokens (see document_means)."""
     document_chunk_tokens: int = 512
+    document_layers: tuple[int, ...] = ()
+    """Layers of the document means (``backend.document_layers``); empty = the final states only."""
+
+    @property
+    def document_blocks(self) -> int:
+        """How many document-mean blocks the head reads (0 without document means)."""
+        return max(1, len(self.document_layers)) if self.document_tokens > 0 else 0
 
     def save(self, folder: Path) -> None:
         from ftlab.paths import atomic_write_text
@@ -64,7 +71,8 @@ class ClsMeta:
             {"method": "lora_cls", "labels": list(self.labels), "pooling": self.pooling,
              "split_layer": self.split_layer, "adapted_tokens": self.adapted_tokens,
              "document_tokens": self.document_tokens,
-             "document_chunk_tokens": self.document_chunk_tokens}, indent=1))
+             "document_chunk_tokens": self.document_chunk_tokens,
+             "document_layers": list(self.document_layers)}, indent=1))
 
     @classmethod
     def load(cls, folder: Path) -> "ClsMeta | None":
@@ -73,7 +81,8 @@ class ClsMeta:
             return None
         d = json.loads(f.read_text())
         return cls(tuple(d["labels"]), d["pooling"], int(d["split_layer"]), int(d["adapted_tokens"]),
-                   int(d.get("document_tokens", 0)), int(d.get("document_chunk_tokens", 512)))
+                   int(d.get("document_tokens", 0)), int(d.get("document_chunk_tokens", 512)),
+                   tuple(int(x) for x in d.get("document_layers", ())))
 
 
 def training_items(job, labels: Sequence[str], multi_label: str):
@@ -125,8 +134,9 @@ def prepare(session, job) -> Plan:
     keep = bool(getattr(job, "repeat", False))  # more trainings on these rows follow: keep their states
     labels = tuple(job.prompt.labels)
     k = split_layer(base, bc.train_layers)
-    doc_n, doc_chunk = bc.document_tokens, bc.document_chunk_tokens
-    attach_head(base, len(labels), bc.pooling, doc_n > 0)
+    doc_n, doc_chunk, doc_layers = bc.document_tokens, bc.document_chunk_tokens, tuple(bc.document_layers)
+    meta = ClsMeta(labels, bc.pooling, k, bc.adapted_tokens, doc_n, doc_chunk, doc_layers)
+    attach_head(base, len(labels), bc.pooling, meta.document_blocks)
     items = training_items(job, labels, enum_value(tc.multi_label))
     targets = torch.stack([t for _, t in items])
     weights = class_weights(targets, enum_value(tc.class_weighting))
@@ -143,9 +153,10 @@ def prepare(session, job) -> Plan:
     eval_rows = list(job.eval) if tc.eval_loss else []
     t0 = time.perf_counter()
     docs_ids = document_ids(session, job, item_rows)
-    docs = store.document_means(base, docs_ids, doc_chunk, pad_id, rt, rt.progress) if docs_ids else None
+    docs = store.document_means(base, docs_ids, doc_chunk, pad_id, rt, rt.progress, doc_layers) \
+        if docs_ids else None
     eval_docs_ids = document_ids(session, job, eval_rows) if eval_rows else None
-    eval_docs = store.document_means(base, eval_docs_ids, doc_chunk, pad_id, rt, rt.progress) \
+    eval_docs = store.document_means(base, eval_docs_ids, doc_chunk, pad_id, rt, rt.progress, doc_layers) \
         if eval_docs_ids else None
     docs_s = time.perf_counter() - t0
     probe_s = 0.0
@@ -196,7 +207,6 @@ def prepare(session, job) -> Plan:
     lora_params = [p for n, p in model.named_parameters() if p.requires_grad and HEAD not in n]
     groups = [{"params": lora_params},
               {"params": head_params, "lr": tc.learning_rate * bc.head_lr_multiplier}]
-    meta = ClsMeta(labels, bc.pooling, k, bc.adapted_tokens, doc_n, doc_chunk)
     return Plan(model, [st.tokens for st in states], loss, lora_params + head_params,
                 eval_loss if eval_states is not None else None, groups, save=meta.save,
                 metrics={"time/train_lower_states_s": lower_s, "time/train_document_means_s": docs_s,
@@ -220,7 +230,8 @@ def predict(model, meta: ClsMeta, prompts: Sequence[Sequence[int]], pad_id: int,
         if meta.document_tokens > 0:
             if docs is None:
                 raise ValueError("this lora_cls adapter reads document means: pass the inputs' document ids")
-            doc_feats = store.document_means(model, docs, meta.document_chunk_tokens, pad_id, rt, rt.progress)
+            doc_feats = store.document_means(model, docs, meta.document_chunk_tokens, pad_id, rt, rt.progress,
+                                             meta.document_layers)
         lower_dt = (time.perf_counter() - t0) / max(len(prompts), 1)
         if not keep:  # used once (the base pass kept them for this): free the memory
             store.release(meta.split_layer, meta.adapted_tokens, prompts)
