@@ -95,7 +95,7 @@ class DataConfig:
     id_column: Optional[str] = None
     """Column holding a unique row id (used as the example id); null = `<split>-<0-based line or row>`."""
     labels: Any = field(default_factory=list)
-    """The closed label set, in display order (a list), or `auto`: the sorted distinct labels of the training file, printed with their counts and recorded in the manifest (`data_labels`). A row's label outside the set is an error."""
+    """The closed label set, in display order (a list), or `auto`: the distinct labels of the training file, sorted case-insensitively, printed with their counts and recorded in the manifest (`data_labels`). A row's label outside the set is an error."""
     eval_fraction: Optional[float] = None
     """A single-split data set: hold out this fraction of the training file (0 < f < 1) as the `eval` split, stratified by label, with `split_seed`; the row ids of each part are written to `data/split.json` in the run folder. Needs `eval_path` and `eval_table` null."""
     split_seed: int = 0
