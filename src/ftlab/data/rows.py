@@ -123,15 +123,15 @@ class RowChecker:
 
     def __init__(self, cfg: DataConfig, labels: Optional[set], index: Optional[dict]) -> None:
         self.cfg, self.labels, self.index = cfg, labels, index
+        self.columns = [(c, k) for c, k in required_columns(cfg).items() if k != "data.acceptable.column"]
+        """Checked here; the acceptable-labels column is named with its own message in ``_acceptable``."""
 
     def example(self, split: str, row: RawRow) -> Example:
         """One row → Example, or :class:`BadRow` saying why not."""
         cfg, value = self.cfg, row.value
         if isinstance(value, BadRow):
             raise value
-        for col, ckey in required_columns(cfg).items():
-            if ckey == "data.acceptable.column":
-                continue  # named with its own message below
+        for col, ckey in self.columns:
             if col not in value:
                 raise BadRow("missing_key", f"missing key {col!r} ({ckey}); the row has {sorted(value)}")
         text, label = value[cfg.text_column], value[cfg.label_column]
