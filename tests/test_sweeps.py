@@ -171,7 +171,8 @@ def test_search_experiments_have_a_valid_space_over_existing_keys(name, plugins)
 
     cfg = compose([f"+experiment={name}"], plugins, return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
-    assert sweeper.method == "optuna" and cfg.sweep.objective == "eval/tuned/eval/macro_f1"
+    assert sweeper.method == "optuna" and cfg.sweep.objective == "cv/macro_f1_mean"  # selects on train
+    assert cfg.eval.cv.folds >= 2 and list(cfg.stages) == ["cross_validate"]
     space = distributions(dict(sweeper.params))
     assert len(space) >= 5
     for key, dist in space.items():

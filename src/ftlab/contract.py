@@ -169,6 +169,10 @@ class TrainJob:
     """A :class:`ftlab.prompt.Prompt` (renders the instruction, labels and input)."""
     out_dir: Path
     """Folder for the backend's outputs (adapter, job ids); exists."""
+    repeat: bool = False
+    """More trainings on overlapping rows of this split follow in this process (the folds of a
+    cross-validation): a backend may keep what does not depend on training (frozen features) until a
+    job without ``repeat`` comes. Never changes the result."""
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ def _read_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def _load_predictions(path: Path, ref: ModelRef) -> Predictions:
+def load_predictions(path: Path, ref: ModelRef) -> Predictions:
+    """A ``predictions.jsonl`` written by :func:`ftlab.evaluate.write_files`, read back (resume)."""
     sent = path.with_name("prompts.jsonl")
     prompts = {r["sha256"]: r["text"] for r in map(json.loads, sent.read_text(encoding="utf-8").splitlines())} \
         if sent.exists() else {}
@@ -69,11 +70,13 @@ class Run:
     def __init__(self, cfg: RunConfig, resolved_yaml: str, run_dir: Path, plugins=None) -> None:
         self.cfg, self.yaml, self.run_dir = cfg, resolved_yaml, run_dir
         self.plugins = plugins or get_plugins()
-        self.stages = [s.value for s in cfg.stages]
+        self.stages = cfg.stage_order()
         self.state_path = run_dir / "state.json"
         self.state: dict[str, Any] = _read_state(self.state_path)
         self.scored: dict[tuple[str, str], ev.Scored] = {}
         self.comparisons: dict[str, Any] = {}
+        self.cv = None
+        """The :class:`ftlab.cv.CVResult` when the run cross-validated."""
         self.history: list = []
         self.extra_tags: dict[str, str] = {}
         """Tags added at start, e.g. ``mlflow.parentRunId`` for a job of a sweep."""
@@ -95,7 +98,7 @@ class Run:
             out = self.run_dir / "eval" / stage / split
             examples = self.splits[split].examples
             if key in self.state.get("evaluated", []) and (out / "predictions.jsonl").exists():
-                preds = _load_predictions(out / "predictions.jsonl", ref)
+                preds = load_predictions(out / "predictions.jsonl", ref)
                 log.info("resume: %s predictions read back from %s", key, out)
             else:
                 t0 = time.perf_counter()
@@ -199,7 +202,8 @@ class Run:
         self._t0 = time.perf_counter()
         cfg = self.cfg
         info = self.plugins.backend(cfg.backend.name)
-        self.data = load_data(cfg.data, cfg.eval.splits, need_train="train" in self.stages)
+        self.data = load_data(cfg.data, cfg.eval.splits,
+                              need_train=bool({"train", "cross_validate"} & set(self.stages)))
         self.splits = self.data.splits
         # data.labels=auto: the backends, config.yaml and the params see the label list it resolved to
         cfg.data.labels, self.yaml = list(self.data.labels), self.data.config_yaml(self.yaml)
@@ -245,8 +249,8 @@ class Run:
             for f in self.data.write_files(self.run_dir):  # data/split.json (eval_fraction)
                 self.tracker.log_artifact(f, "data")
             caps = info.capabilities or Capabilities()
-            ctx = RunContext(self.run_dir, self.tracker.log_metrics, self._backend_tags,
-                             self.tracker.log_artifact, report=self._reporter(caps))
+            self.ctx = ctx = RunContext(self.run_dir, self.tracker.log_metrics, self._backend_tags,
+                                        self.tracker.log_artifact, report=self._reporter(caps))
             self.backend = info.factory(cfg, ctx)
             self.native = caps.native_evaluate
             if self.native and not isinstance(self.backend, NativeEvaluator):
@@ -258,6 +262,10 @@ class Run:
                 log.info("stage %s", stage)
                 if stage == Stage.evaluate_base.value:
                     self._evaluate("base", self.backend.base_model())
+                elif stage == Stage.cross_validate.value:
+                    from ftlab.cv import CrossValidation
+
+                    self.cv = CrossValidation(self).execute()
                 elif stage == Stage.train.value:
                     tuned = self._train()
                 elif stage == Stage.evaluate_tuned.value:
@@ -321,6 +329,11 @@ class Run:
         if last is not None:
             closing_table(base, tuned, self.prompt.labels, self.comparisons.get(split))
             headline = {f"{last.stage}_macro_f1": last.strict.macro_f1}
+        if self.cv is not None:
+            from ftlab.summary import cv_table
+
+            cv_table(self.cv)
+            headline["cv_macro_f1_mean"] = self.cv.summary["macro_f1_mean"]
         if self.runtime:
             print("backend: " + "; ".join(f"{k}={v}" for k, v in sorted(self.runtime.items())))
         for f in self.fallbacks:
@@ -341,10 +354,13 @@ class Run:
             raise TrackingError(f"tracking.strict=true and MLflow tracking failed during the run; "
                                 f"the work is done and kept in {self.run_dir}: upload it with "
                                 f"ftlab sync {self.run_dir}")
+        if self.cv is not None:  # with cross-validation the default objective is its mean (selection on train)
+            return self._objective(self.cv.summary["macro_f1_mean"])
         return self._objective(last.strict.macro_f1 if last is not None else 0.0)
 
     def _objective(self, default: float) -> float:
-        """The value Hydra sweepers optimise: metric ``sweep.objective`` (default: last macro-F1)."""
+        """The value Hydra sweepers optimise: metric ``sweep.objective`` (default: the cross-validated
+        macro-F1 mean when the run cross-validated, else the last evaluated macro-F1)."""
         from ftlab.sweeps.context import objective_key
 
         if not self.cfg.sweep.objective:

@@ -58,3 +58,26 @@ def closing_table(base: Optional[Scored], tuned: Optional[Scored], labels, compa
                       f"bootstrap CI [{c.ci_low:+.3f}, {c.ci_high:+.3f}] ({c.resamples} resamples); "
                       f"McNemar exact p = {c.mcnemar_p:.3g} ({c.only_a_correct} only-base vs "
                       f"{c.only_b_correct} only-tuned correct)")
+
+
+def cv_table(result, console: Optional[Console] = None) -> None:
+    """Per-fold strict and lenient macro-F1 and accuracy, their mean ± standard error, the pooled
+    out-of-fold scores (a :class:`ftlab.cv.CVResult`)."""
+    console = console or Console()
+    keys = [("macro-F1", "macro_f1"), ("accuracy", "accuracy"), ("macro-F1 (lenient)", "lenient/macro_f1"),
+            ("accuracy (lenient)", "lenient/accuracy")]
+    keys = [(n, k) for n, k in keys if k in result.per_fold[0]]
+    k = len(result.per_fold)
+    t = Table(title=f"ftlab: {k}-fold cross-validation on the training split", show_lines=False)
+    t.add_column("fold")
+    for name, _ in keys:
+        t.add_column(name, justify="right")
+    for i, f in enumerate(result.per_fold, 1):
+        t.add_row(str(i), *(_f(f[key]) for _, key in keys))
+    t.add_section()
+    s = result.summary
+    t.add_row("mean±s.e.", *(f"{s[key + '_mean']:.3f}±{s[key + '_stderr']:.3f}" for _, key in keys))
+    oof = {**result.oof.strict.headline(),
+           **({f"lenient/{m}": v for m, v in result.oof.lenient.headline().items()} if result.oof.lenient else {})}
+    t.add_row("out-of-fold", *(_f(oof.get(key)) for _, key in keys))
+    console.print(t)

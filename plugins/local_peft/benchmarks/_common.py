@@ -84,7 +84,7 @@ def prefill(net, prompts, pad_id: int, batch_size: int, rt) -> None:
     """A plain prefill: one forward per batch over the whole left-padded prompts, last logits only."""
     import torch
 
-    from ftlab_local_peft.loading import autocast
+    from ftlab_local_peft.device import autocast
 
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # as score_labels batches them
     with torch.inference_mode(), autocast(rt.device, rt.bf16):

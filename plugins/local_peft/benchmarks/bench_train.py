@@ -84,7 +84,7 @@ def main() -> None:
 
     from ftlab.prompt import make_prompt
     from ftlab_local_peft.backend import LocalPeftBackend
-    from ftlab_local_peft.training import epoch_batches
+    from ftlab_local_peft.loop import epoch_batches
 
     _, labels = load_examples(1)
     base_train = {"method": "lora", "batch_size": bs, "gradient_accumulation_steps": ga,
@@ -117,7 +117,7 @@ def main() -> None:
     # a short warm-up forward so that neither loop pays first-call kernel selection alone
     import torch
 
-    from ftlab_local_peft.loading import autocast
+    from ftlab_local_peft.device import autocast
 
     with torch.inference_mode(), autocast(b.rt.device, b.rt.bf16):
         b._base(input_ids=torch.tensor([feats[0]["input_ids"]], device=b.rt.device))

@@ -27,7 +27,7 @@ def _checkpoint_dir(path, fingerprint="fp"):
 
 
 def test_a_planted_pickle_in_state_pt_is_refused_and_not_run(tmp_path):
-    from ftlab_local_peft.training import load_checkpoint
+    from ftlab_local_peft.checkpoint import load_checkpoint
 
     marker = tmp_path / "pwned"
     ckpt = _checkpoint_dir(tmp_path / "checkpoint")
@@ -43,14 +43,14 @@ def test_a_planted_pickle_in_state_pt_is_refused_and_not_run(tmp_path):
 def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
     import numpy as np
 
-    from ftlab_local_peft.training import _rng_state, _set_rng_state
+    from ftlab_local_peft.checkpoint import rng_state, set_rng_state
 
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     random.random(), np.random.normal(), torch.rand(1)  # a cached gaussian, a moved state
-    torch.save(_rng_state(), tmp_path / "rng.pt")
+    torch.save(rng_state(), tmp_path / "rng.pt")
     want = (random.random(), np.random.normal(), float(torch.rand(1)))
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
-    _set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert (random.random(), np.random.normal(), float(torch.rand(1))) == want
 
 
@@ -78,7 +78,7 @@ def _lora(model):
 
 
 def test_save_then_load_restores_adapter_optimizer_and_scheduler(tmp_path):
-    from ftlab_local_peft.training import load_checkpoint, save_checkpoint
+    from ftlab_local_peft.checkpoint import load_checkpoint, save_checkpoint
 
     model, opt, sched = _tiny_peft()
     _step(model, opt, sched)
@@ -94,7 +94,7 @@ def test_save_then_load_restores_adapter_optimizer_and_scheduler(tmp_path):
 
 
 def test_a_crash_between_the_renames_falls_back_to_the_previous_checkpoint(tmp_path):
-    from ftlab_local_peft.training import load_checkpoint, save_checkpoint
+    from ftlab_local_peft.checkpoint import load_checkpoint, save_checkpoint
 
     model, opt, sched = _tiny_peft()
     ckpt = tmp_path / "checkpoint"

@@ -29,10 +29,10 @@ class TrainedCls:
         self.train_ex, self.eval_ex = make_examples(32), make_examples(12, "eval", seed=1)
         self.base = self.backend.predict(self.backend.base_model(), self.eval_ex, self.prompt,
                                          Decoding(batch_size=4))
-        self.cached_after_base = len(self.backend._states)
+        self.cached_after_base = len(self.backend.features.states)
         self.result = self.backend.train(TrainJob(train=self.train_ex, eval=self.eval_ex,
                                                   prompt=self.prompt, out_dir=root / "out"))
-        self.cached_after_train = len(self.backend._states)
+        self.cached_after_train = len(self.backend.features.states)
         self.tuned = self.backend.predict(self.result.model, self.eval_ex, self.prompt,
                                           Decoding(batch_size=4))
 
@@ -45,7 +45,7 @@ def cls(tmp_path_factory):
 def test_base_evaluation_keeps_the_frozen_states_for_the_tuned_one(cls):
     assert cls.cached_after_base == len(cls.eval_ex)  # the packed score_labels pass captured them
     assert cls.cached_after_train == len(cls.eval_ex)  # training rows' states are not kept after training
-    assert len(cls.backend._states) == 0  # the tuned evaluation used the eval states, then freed them
+    assert len(cls.backend.features.states) == 0  # the tuned evaluation used the eval states, then freed them
 
 
 def test_training_learns_and_logs(cls):
@@ -96,7 +96,7 @@ def test_frozen_context_then_adapted_tokens_equals_the_full_model(tmp_path, k, a
     """Without an adapter, context states + adapted tokens reproduce the full forward exactly."""
     import torch
 
-    from ftlab_local_peft import classifier, encoding
+    from ftlab_local_peft import encoding, frozen
     from ftlab_local_peft.backend import LocalPeftBackend
 
     cfg = make_cfg(model={"tiny": {"num_layers": 3}})
@@ -105,9 +105,9 @@ def test_frozen_context_then_adapted_tokens_equals_the_full_model(tmp_path, k, a
     prompt = make_prompt(cfg)
     b._ensure_loaded(ex, prompt)
     prompts = [encoding.prompt_ids(b._tok, prompt, e.text) for e in ex]
-    states = classifier.lower_states(b._base, prompts, k, adapted, b.pad_id, b.rt, batch_size=2)
+    states = frozen.lower_states(b._base, prompts, k, adapted, b.pad_id, b.rt, batch_size=2)
     with torch.inference_mode():
-        h, mask = classifier.upper_hidden(b._base, states, k, b.rt)  # batched, padded both ways
+        h, mask = frozen.upper_hidden(b._base, states, k, b.rt)  # batched, padded both ways
         for r, p in enumerate(prompts):
             full = b._base.model(input_ids=torch.tensor([p])).last_hidden_state[0]
             n = adapted or len(p)
@@ -120,8 +120,9 @@ def test_frozen_context_then_adapted_tokens_equals_the_full_model(tmp_path, k, a
 def test_packed_scoring_capture_matches_lower_pass(tmp_path):
     import torch
 
-    from ftlab_local_peft import classifier, encoding, inference
+    from ftlab_local_peft import encoding, frozen, inference
     from ftlab_local_peft.backend import LocalPeftBackend
+    from ftlab_local_peft.features import FeatureStore
 
     cfg = make_cfg(model={"tiny": {"num_layers": 3}})
     b = LocalPeftBackend(cfg, Recorder(tmp_path).ctx)
@@ -130,14 +131,14 @@ def test_packed_scoring_capture_matches_lower_pass(tmp_path):
     b._ensure_loaded(ex, prompt)
     prompts = [encoding.prompt_ids(b._tok, prompt, e.text) for e in ex]
     conts = [encoding.label_ids(b._tok, lab, b.end_id) for lab in prompt.labels]
-    cache = classifier.StateCache()
-    after_batch, remove = cache.capture(b._base, 1, 4, prompts)
+    store = FeatureStore()
+    after_batch, remove = store.capture(b._base, 1, 4, prompts)
     inference.score_labels(b._base, prompts, list(prompt.labels), conts, b.pad_id, 4, b.rt,
                            on_cache=after_batch)
     remove()
-    direct = classifier.lower_states(b._base, prompts, 1, 4, b.pad_id, b.rt, batch_size=3)
+    direct = frozen.lower_states(b._base, prompts, 1, 4, b.pad_id, b.rt, batch_size=3)
     for p, d in zip(prompts, direct):
-        got = cache.get(1, 4, p)
+        got = store.states.get(1, 4, p)
         for a, e in ((got.hidden, d.hidden), (got.keys, d.keys), (got.values, d.values), (got.pooled, d.pooled)):
             assert a.shape == e.shape and torch.allclose(a, e, atol=1e-5)
 
@@ -146,8 +147,9 @@ def test_document_means_are_chunkwise_means_of_the_final_states(tmp_path):
     """Batched over documents and chunks of different lengths = each chunk alone, averaged by tokens."""
     import torch
 
-    from ftlab_local_peft import classifier, encoding
+    from ftlab_local_peft import encoding, frozen
     from ftlab_local_peft.backend import LocalPeftBackend
+    from ftlab_local_peft.features import FeatureStore
 
     cfg = make_cfg(model={"tiny": {"num_layers": 2}})
     b = LocalPeftBackend(cfg, Recorder(tmp_path).ctx)
@@ -156,7 +158,7 @@ def test_document_means_are_chunkwise_means_of_the_final_states(tmp_path):
     docs = [encoding.document_ids(b._tok, e.text, 11) for e in ex] + [[]]
     assert max(len(d) for d in docs) == 11 and min(len(d) for d in docs[:-1]) > 4
     done = []
-    got = classifier.document_means(b._base, docs, 4, b.pad_id, b.rt, batch_tokens=9, progress=done.append)
+    got = frozen.document_means(b._base, docs, 4, b.pad_id, b.rt, batch_tokens=9, progress=done.append)
     assert sum(done) == len(docs)
     with torch.inference_mode():
         for d, row in zip(docs[:-1], got):
@@ -164,11 +166,11 @@ def test_document_means_are_chunkwise_means_of_the_final_states(tmp_path):
                      for s in range(0, len(d), 4)]
             assert torch.allclose(row, torch.cat(parts).mean(0), atol=1e-5)
     assert torch.count_nonzero(got[-1]) == 0  # an empty input: zeros, not NaN
-    cache: dict = {}
-    again = classifier.document_features(b._base, docs[:3], 4, b.pad_id, b.rt, cache, False)
-    assert len(cache) == 3 and torch.allclose(again, got[:3], atol=1e-6)
+    store = FeatureStore()
+    again = store.document_means(b._base, docs[:3], 4, b.pad_id, b.rt, False)
+    assert len(store.documents) == 3 and torch.allclose(again, got[:3], atol=1e-6)
     with pytest.raises(ValueError, match="document_chunk_tokens"):
-        classifier.document_means(b._base, docs, 0, b.pad_id, b.rt)
+        frozen.document_means(b._base, docs, 0, b.pad_id, b.rt)
 
 
 @pytest.mark.parametrize("head_init", ["zero", "probe"])
@@ -208,7 +210,8 @@ def test_probe_is_scikit_learns_logistic_regression():
     import torch
     from sklearn import linear_model  # a dependency of ftlab itself: no skip
 
-    from ftlab_local_peft.classifier import class_weights, fit_probe
+    from ftlab_local_peft.head import fit_probe
+    from ftlab_local_peft.weighting import class_weights
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(60, 5, generator=g)
@@ -227,7 +230,7 @@ def test_probe_is_scikit_learns_logistic_regression():
 def test_class_weights():
     import torch
 
-    from ftlab_local_peft.classifier import class_weights
+    from ftlab_local_peft.weighting import class_weights
 
     t = torch.tensor([[1.0, 0, 0]] * 6 + [[0, 1.0, 0]] * 2 + [[0, 0, 0]] * 0)
     assert class_weights(t, "none").tolist() == [1, 1, 1]
@@ -242,20 +245,19 @@ def test_class_weights():
 def test_balanced_weights_change_the_generative_loss():
     from types import SimpleNamespace
 
-    from ftlab_local_peft.training import example_weights
+    from ftlab_local_peft.weighting import example_weights
 
     rows = [Example(id=str(i), text=str(i), label=lab) for i, lab in enumerate("AAAAAAB")]
-    job = SimpleNamespace(train=rows)
-    w = example_weights(job, ["A", "B"], "balanced")
+    w = example_weights(rows, ["A", "B"], "balanced")
     assert sum(w) == pytest.approx(len(rows))
     assert w[-1] == pytest.approx(6 * w[0])
-    assert example_weights(job, ["A", "B"], "none") == [1.0] * 7
+    assert example_weights(rows, ["A", "B"], "none") == [1.0] * 7
 
 
 def test_soft_items_merge_rows_of_one_text():
     from types import SimpleNamespace
 
-    from ftlab_local_peft.classifier import training_items
+    from ftlab_local_peft.methods.lora_cls import training_items
 
     rows = (Example("0", "same", "A", ("A", "B")), Example("1", "same", "B", ("A", "B")),
             Example("2", "other", "C"))

@@ -28,6 +28,23 @@ class DecodingConfig:
     """Examples per forward pass."""
 
 
+class CVGroupBy(Enum):
+    text = "text"  # rows with the same input text share a fold (MTSamples files one transcript under several labels)
+    none = "none"  # every row is its own group
+
+
+@dataclass
+class CVConfig:
+    """Cross-validation on the training split (stage `cross_validate`): selection without the reported split."""
+
+    folds: int = 0
+    """k of a stratified, grouped k-fold on the training split; 0 = off. With k >= 2 the run trains on k-1 folds and scores the held-out one, k times, through the same evaluator, before the configured training on the whole split; it logs each headline metric per fold (`cv/fold_<i>/<metric>`), their mean, std and standard error (`cv/<metric>_mean`, `_std`, `_stderr`) and the pooled out-of-fold scores (`cv/oof/<metric>`)."""
+    seed: int = 0
+    """Seed of the fold assignment (the same seed gives the same folds on the same data, for every backend and config)."""
+    group_by: CVGroupBy = CVGroupBy.text
+    """text: rows with identical input text are kept in one fold (a transcript filed under two labels never sits in two folds); none: rows are split independently."""
+
+
 @dataclass
 class EvalConfig:
     """Evaluation settings, shared by every backend."""
@@ -44,6 +61,8 @@ class EvalConfig:
     """Seed of the bootstrap."""
     confidence: float = 0.95
     """Confidence level of the intervals."""
+    cv: CVConfig = field(default_factory=CVConfig)
+    """Cross-validation on the training split (docs/evaluation.md, "Cross-validation")."""
 
     def __post_init__(self) -> None:
         bad = [s for s in self.splits if s not in ("eval", "test")]
@@ -51,3 +70,5 @@ class EvalConfig:
             raise ValueError(f"eval.splits: unknown split {bad[0]!r} (known: eval, test)")
         if not 0 < self.confidence < 1:
             raise ValueError("eval.confidence must be in (0, 1)")
+        if self.cv.folds == 1 or self.cv.folds < 0:
+            raise ValueError(f"eval.cv.folds must be 0 (off) or at least 2, not {self.cv.folds}")

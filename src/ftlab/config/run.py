@@ -18,9 +18,14 @@ from ftlab.config.train import TrainConfig
 
 class Stage(Enum):
     evaluate_base = "evaluate_base"  # predict + score with the untuned model
+    cross_validate = "cross_validate"  # k-fold train + score on the training split (eval.cv)
     train = "train"  # tune the model
     evaluate_tuned = "evaluate_tuned"  # predict + score with the tuned model
     compare = "compare"  # paired base-vs-tuned statistics
+
+
+DEFAULT_STAGES = (Stage.evaluate_base, Stage.train, Stage.evaluate_tuned, Stage.compare)
+"""What a run does unless `stages` says otherwise; `eval.cv.folds` adds `cross_validate` (see `RunConfig.stage_order`)."""
 
 
 @dataclass
@@ -37,8 +42,8 @@ class RunConfig:
 
     experiment: str = "default"
     """Experiment name: MLflow experiment and output folder."""
-    stages: List[Stage] = field(default_factory=lambda: list(Stage))
-    """Stages to run, in this order."""
+    stages: List[Stage] = field(default_factory=lambda: list(DEFAULT_STAGES))
+    """Stages to run, in this order. With `eval.cv.folds` >= 2, `cross_validate` runs too (after `evaluate_base`, before `train`) unless listed here explicitly; `stages=[cross_validate]` cross-validates only."""
     seed: int = 42
     """Global seed (Python, NumPy, torch)."""
     seeds: List[int] = field(default_factory=list)
@@ -61,3 +66,18 @@ class RunConfig:
     """MLflow settings."""
     sweep: SweepConfig = field(default_factory=SweepConfig)
     """Objective of sweeps and searches (docs/sweeps.md)."""
+
+    def __post_init__(self) -> None:
+        if Stage.cross_validate in self.stages and self.eval.cv.folds < 2:
+            raise ValueError("stages include cross_validate but eval.cv.folds is "
+                             f"{self.eval.cv.folds}: set eval.cv.folds=5 (or another k >= 2)")
+
+    def stage_order(self) -> list[str]:
+        """The stages this run executes: `stages`, with `cross_validate` placed before the first of
+        train / evaluate_tuned / compare (else last) when `eval.cv.folds` >= 2 and it is not listed."""
+        names = [s.value for s in self.stages]
+        if self.eval.cv.folds < 2 or Stage.cross_validate.value in names:
+            return names
+        later = [i for i, n in enumerate(names) if n in ("train", "evaluate_tuned", "compare")]
+        at = later[0] if later else len(names)
+        return names[:at] + [Stage.cross_validate.value] + names[at:]

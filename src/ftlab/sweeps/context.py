@@ -94,10 +94,13 @@ def job_tags(tracking_uri: str) -> dict[str, str]:
 
 
 def objective_key(cfg: Any) -> str:
-    """The metric a sweep ranks by: ``sweep.objective``, else the last evaluated stage's macro-F1."""
+    """The metric a sweep ranks by: ``sweep.objective``, else the cross-validated macro-F1 mean when
+    the runs cross-validate (``eval.cv.folds`` >= 2), else the last evaluated stage's macro-F1."""
     if cfg.sweep.objective:
         return str(cfg.sweep.objective)
     stages = [getattr(s, "value", s) for s in cfg.stages]
+    if int(cfg.eval.cv.folds) >= 2 or "cross_validate" in stages:
+        return "cv/macro_f1_mean"
     stage = "tuned" if "evaluate_tuned" in stages else "base"
     return f"eval/{stage}/{cfg.eval.splits[0]}/macro_f1"
 

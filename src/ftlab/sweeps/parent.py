@@ -58,6 +58,11 @@ class SweepParent:
         if reuse_run_id:
             atomic_write_text(self.sweep_dir / "mlflow_run.json", json.dumps(
                 {"run_id": reuse_run_id, "tracking_uri": redact_uri(self.uri)}))
+        warning = selection_warning(self.config, self.key, self._declared_keys())
+        if warning:
+            log.warning("%s", warning)
+            print(f"warning: {warning}")
+            tags["ftlab.sweep.selection_warning"] = warning
         self.tracker.start(tags, resume=bool(reuse_run_id))
         self.tracker.set_tags({**tags, "ftlab.sweep.last_dir": str(self.sweep_dir)})
         if not reuse_run_id:
@@ -117,6 +122,8 @@ class SweepParent:
             best = finished[0]
         if finished:
             self.tracker.log_metrics({"sweep/best_objective": best.value(self.key)})
+            # the best job's cross-validation summary, so the parent shows mean ± s.e. beside the objective
+            self.tracker.log_metrics({f"best/{k}": v for k, v in best.metrics.items() if sm.CV_SUMMARY.match(k)})
             self.tracker.set_tags({"ftlab.sweep.best_run_id": best.run_id,
                                    "ftlab.sweep.best_overrides": json.dumps(best.overrides)})
             self._best_config(client, best, out)
@@ -161,6 +168,22 @@ class SweepParent:
                 log.warning("best config of run %s not available: %s", best.run_id, exc)
                 return
         self.tracker.log_artifact(dest, "sweep")
+
+
+def selection_warning(config: DictConfig, key: str, declared: list[str]) -> str:
+    """Why this sweep's choice is optimistic, or "": its objective is a metric of a split the runs also
+    report as their result, and it chooses between configs (a sweep over seeds alone chooses nothing)."""
+    from ftlab.sweeps.context import SEED_KEYS
+
+    parts = key.split("/")
+    split = parts[2] if parts[0] == "eval" and len(parts) > 3 else parts[1] if parts[0] == "compare" else ""
+    chooses = [k for k in declared if k not in SEED_KEYS and k != "seeds"]
+    if not split or split not in list(config.eval.splits) or not chooses:
+        return ""
+    return (f"sweep objective {key} is a metric of the {split!r} split, which every run also reports as its "
+            f"result: the best job's {split} numbers are selected on themselves and optimistic. Select on "
+            f"the training split instead: eval.cv.folds=5 and sweep.objective=cv/macro_f1_mean "
+            f"(docs/sweeps.md, \"Nested selection\")")
 
 
 def _sort_value(stat: Optional[sm.Stat], maximize: bool) -> float:

@@ -16,8 +16,12 @@ from typing import Any, Optional, Sequence
 from ftlab.sweeps.context import SEED_KEYS, parse_overrides
 
 HEADLINE = re.compile(r"^(eval/[^/]+/[^/]+/(lenient/)?(macro_f1|accuracy)"
-                      r"|compare/[^/]+/(lenient_)?(macro_f1|accuracy)_delta)$")
-"""Metrics that get mean/std/CI over seeds: strict and lenient macro-F1, accuracy, compare deltas."""
+                      r"|compare/[^/]+/(lenient_)?(macro_f1|accuracy)_delta"
+                      r"|cv/(lenient/)?(macro_f1|accuracy)_mean)$")
+"""Metrics that get mean/std/CI over seeds: strict and lenient macro-F1, accuracy, compare deltas and
+their cross-validated means."""
+CV_SUMMARY = re.compile(r"^cv/(lenient/)?[a-z0-9_]+_(mean|stderr)$")
+"""A job's cross-validation summary keys (``cv/macro_f1_mean``, ``cv/lenient/macro_f1_stderr`` …)."""
 
 
 @dataclass
@@ -117,7 +121,10 @@ def ranking_rows(ranked: Sequence[Job], key: str, keys: Sequence[str]) -> list[d
     for i, j in enumerate(ranked, 1):
         row: dict[str, Any] = {"rank": i, "job": j.num}
         row.update({k: j.overrides.get(k, "") for k in keys})
-        row.update({"objective": j.value(key), "status": j.status, "run_id": j.run_id})
+        row["objective"] = j.value(key)
+        if key.endswith("_mean") and key[:-5] + "_stderr" in j.metrics:  # a CV mean: its standard error too
+            row["stderr"] = j.value(key[:-5] + "_stderr")
+        row.update({"status": j.status, "run_id": j.run_id})
         rows.append(row)
     return rows
 

@@ -15,10 +15,14 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from ftlab.contract import Example, ModelRef, Prediction, Predictions, TrainedModel, TrainJob
-from ftlab_local_peft import classifier, encoding, inference, loading, training
+from ftlab_local_peft import encoding, inference, loading, loop, methods
+from ftlab_local_peft.checkpoint import CHECKPOINT_DIR
+from ftlab_local_peft.device import make_runtime
+from ftlab_local_peft.features import FeatureStore
+from ftlab_local_peft.head import HEAD, attach_head
+from ftlab_local_peft.methods import lora_cls
+from ftlab_local_peft.modeling import split_layer
 
 NAME = "local_peft"
 TINY_TOKENIZER_DIR = "tiny_tokenizer"
@@ -29,21 +33,12 @@ class LocalPeftBackend:
 
     def __init__(self, cfg, ctx):
         self.cfg, self.ctx = cfg, ctx
-        bc = cfg.backend
-        if bc.num_threads > 0:
-            torch.set_num_threads(bc.num_threads)
-        self.device = loading.resolve_device(bc.device)
-        from ftlab_local_peft.dtype_probe import choose_dtype
-
-        dtype, self.dtype_reason = choose_dtype(self.device, bc.dtype)
-        self.rt = inference.Runtime(self.device, dtype == torch.bfloat16, bc.progress)
-        self.dtype_name = "bfloat16" if self.rt.bf16 else "float32"
-        ctx.set_tags({"local_peft.device": str(self.device), "local_peft.dtype": self.dtype_name,
-                      "local_peft.dtype_reason": self.dtype_reason,
-                      "local_peft.threads": str(torch.get_num_threads())})
-        self._states = classifier.StateCache()
-        self._doc_means: dict = {}  # lora_cls document means, by (chunk, token ids), for this process
-        self._cls: dict[str, classifier.ClsMeta] = {}
+        self.rt, tags = make_runtime(cfg.backend)
+        self.dtype_name, self.dtype_reason = tags["local_peft.dtype"], tags["local_peft.dtype_reason"]
+        ctx.set_tags(tags)
+        self.features = FeatureStore()  # frozen prompt states and document means, for this process
+        self._cls: dict[str, lora_cls.ClsMeta] = {}
+        self._repeat = False  # the last training said more folds follow: keep the rows' frozen states
         self.source = loading.enum_value(cfg.model.source)
         self._tok = None
         self._base = None
@@ -87,7 +82,7 @@ class LocalPeftBackend:
         self._tok = tok
         self.end_id = encoding.end_token_id(tok, self.cfg.backend.end_token)
         self.pad_id = tok.pad_token_id
-        self._base = loading.load_model(self.cfg.model, self.cfg.backend, self.device, len(tok), tok)
+        self._base = loading.load_model(self.cfg.model, self.cfg.backend, self.rt.device, len(tok), tok)
         self._load_s = time.perf_counter() - t0
         self.ctx.set_tags(loading.model_identity(self.cfg.model, tok))
 
@@ -105,7 +100,7 @@ class LocalPeftBackend:
         bc = self.cfg.backend
         if self._method() != "lora_cls" or not bc.reuse_base_states or self._base is None:
             return -1
-        return classifier.split_layer(self._base, bc.train_layers)
+        return split_layer(self._base, bc.train_layers)
 
     def _model_for(self, ref: ModelRef):
         """(module, context manager) that predicts with ``ref``: the base or one adapter."""
@@ -120,11 +115,11 @@ class LocalPeftBackend:
             if not (Path(key) / "adapter_config.json").is_file():
                 raise FileNotFoundError(f"no peft adapter in {ref.uri}")
             name = f"adapter{len(self._adapters)}"
-            meta = classifier.ClsMeta.load(Path(key))
+            meta = lora_cls.ClsMeta.load(Path(key))
             if meta is not None:
                 self._cls[key] = meta
-                if not hasattr(self._base, classifier.HEAD):
-                    classifier.attach_head(self._base, len(meta.labels), meta.pooling, meta.document_tokens > 0)
+                if not hasattr(self._base, HEAD):
+                    attach_head(self._base, len(meta.labels), meta.pooling, meta.document_tokens > 0)
             if self._peft is None:
                 from peft import PeftModel
 
@@ -142,44 +137,30 @@ class LocalPeftBackend:
                         extra={"model": self.cfg.model.name, "source": self.source})
 
     def train(self, job: TrainJob) -> TrainedModel:
-        method = self._method()
-        if method == "none":
+        name = self._method()
+        if name == "none":
             return TrainedModel(model=self.base_model())
-        if method not in ("lora", "lora_cls"):
-            raise ValueError(f"local_peft supports train.method lora, lora_cls or none, not {method!r}")
+        method = methods.get(name)
         self._ensure_loaded(tuple(job.train) + tuple(job.eval), job.prompt)
         if self._peft is not None:  # a second training in this process: start from the clean base
             self._base = self._peft.unload()
             self._peft, self._adapters = None, {}
-        meta = None
-        if method == "lora_cls":
-            tok = self._tok
-            train_p = [encoding.prompt_ids(tok, job.prompt, ex.text) for ex in job.train]
-            eval_p = [encoding.prompt_ids(tok, job.prompt, ex.text) for ex in job.eval] \
-                if self.cfg.train.eval_loss else []
-            n_doc = self.cfg.backend.document_tokens
-            doc = encoding.document_text
-            train_d = [encoding.document_ids(tok, doc(job.prompt, ex.text), n_doc) for ex in job.train] \
-                if n_doc > 0 else None
-            eval_d = [encoding.document_ids(tok, doc(job.prompt, ex.text), n_doc) for ex in job.eval] \
-                if n_doc > 0 and self.cfg.train.eval_loss else None  # as eval_p: only for the eval loss
-            model, meta, history, metrics = classifier.train_cls(
-                self._base, train_p, eval_p, job, self.cfg, self.ctx, self.rt, self.pad_id,
-                self.cfg.backend.progress, train_d, eval_d, self._doc_means)
-        else:
-            model, history, metrics = training.train_lora(
-                self._base, self._tok, job, self.cfg, self.ctx, self.rt, self.end_id, self.pad_id)
-        self._peft = model
+        session = methods.Session(self._base, self._tok, self.cfg, self.ctx, self.rt, self.pad_id, self.end_id,
+                                  self.features)
+        self._repeat = bool(job.repeat)
+        plan, history, metrics = loop.train(method, session, job)
+        model = self._peft = plan.model
         out = Path(job.out_dir)
         adapter_dir = out / "adapter"
         model.save_pretrained(adapter_dir, save_embedding_layers=False)
+        plan.save(adapter_dir)
+        meta = lora_cls.ClsMeta.load(adapter_dir)
         if meta is not None:
-            meta.save(adapter_dir)
             self._cls[str(adapter_dir.resolve())] = meta
         if self.source == loading.SOURCE_TINY:
             self._tok.save_pretrained(adapter_dir)
         self._adapters[str(adapter_dir.resolve())] = "default"
-        shutil.rmtree(out / training.CHECKPOINT_DIR, ignore_errors=True)
+        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
         ref = ModelRef(backend=NAME, kind="tuned", uri=str(adapter_dir),
                        extra={"model": self.cfg.model.name, "source": self.source})
         return TrainedModel(model=ref, history=history, metrics={**metrics, **self._load_metrics()},
@@ -194,7 +175,7 @@ class LocalPeftBackend:
             raise ValueError(f"backend.calibration must be none or content_free, not {method!r}")
         free = [encoding.prompt_ids(self._tok, prompt, t) for t in inference.CONTENT_FREE]
         rows = inference.score_labels(net, free, list(prompt.labels), conts, self.pad_id, len(free),
-                                      inference.Runtime(self.rt.device, self.rt.bf16, False),
+                                      self.rt.quiet(),
                                       bc.length_normalize)
         lengths = [len(c) for c in conts]
         per = [[r["scores"][lab] / (lengths[j] if bc.length_normalize else 1)
@@ -208,7 +189,7 @@ class LocalPeftBackend:
         if k < 0:
             return inference.score_labels(net, prompts, list(prompt.labels), conts, self.pad_id,
                                           decoding.batch_size, self.rt, bc.length_normalize, prior)
-        after_batch, remove = self._states.capture(net, k, bc.adapted_tokens, prompts)
+        after_batch, remove = self.features.capture(net, k, bc.adapted_tokens, prompts)
         try:
             return inference.score_labels(net, prompts, list(prompt.labels), conts, self.pad_id,
                                           decoding.batch_size, self.rt, bc.length_normalize, prior,
@@ -244,9 +225,8 @@ class LocalPeftBackend:
                     if doc_cut:
                         c["document"] = doc_cut
             with mode_ctx:
-                results = classifier.predict_cls(net, meta, prompts, self.pad_id, self.rt,
-                                                 decoding.batch_size, self._states, bc.progress, docs,
-                                                 self._doc_means)
+                results = lora_cls.predict(net, meta, prompts, self.pad_id, self.rt, decoding.batch_size,
+                                           self.features, docs, keep=self._repeat)
         elif mode == "score_labels":
             conts = [encoding.label_ids(tok, lab, self.end_id, bc.score_end_token) for lab in prompt.labels]
             with mode_ctx:

@@ -7,7 +7,7 @@ first tuned layer, and the final states' mean over the prompt. :func:`upper_hidd
 the adapted tokens through the (LoRA-adapted) top of the stack, attending to the cached context.
 Without an adapter the two together reproduce the full forward exactly (tested). The prompts'
 shared token prefix is computed once per call (``inference.Prefix``), and a packed ``score_labels``
-pass can hand its cache to :meth:`StateCache.capture`, so the base evaluation's forward is reused.
+pass can hand its cache to :meth:`ftlab_local_peft.features.StateCache.capture`, so the base evaluation's forward is reused.
 """
 
 from __future__ import annotations
@@ -18,29 +18,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from ftlab_local_peft.inference import Prefix, _batches, _left_pad, cache_kwarg, common_prefix
-from ftlab_local_peft.loading import autocast
-
-
-def inner(model):
-    """The decoder stack (``LlamaModel`` and friends) inside a causal LM or a peft wrapper."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return m.model
-
-
-def inner_lm(model):
-    """The causal LM itself (``LlamaForCausalLM`` and friends), unwrapped from peft."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def num_layers(model) -> int:
-    return len(inner(model).layers)
-
-
-def split_layer(model, train_layers: int) -> int:
-    """First trainable layer ``k``: the top ``train_layers`` are tuned (0 or too many: all)."""
-    n = num_layers(model)
-    return 0 if train_layers <= 0 or train_layers >= n else n - train_layers
+from ftlab_local_peft.device import autocast
+from ftlab_local_peft.inference import Prefix, cache_kwarg, common_prefix, left_pad, length_batches
+from ftlab_local_peft.modeling import decoder, num_layers, unwrap
 
 
 @contextlib.contextmanager
@@ -50,7 +30,7 @@ def layer_range(model, start: int, stop: int, final_norm: bool):
     Swaps the stack's ``layers`` list (the same module objects) and restores it on exit; with
     ``start > 0`` the forward's ``inputs_embeds`` is the hidden state entering layer ``start``.
     """
-    dec = inner(model)
+    dec = decoder(model)
     layers, norm = dec.layers, dec.norm
     dec.layers = torch.nn.ModuleList(list(layers)[start:stop])
     if not final_norm:
@@ -96,52 +76,12 @@ def _split(n: int, adapted: int) -> int:
     return n if adapted <= 0 else min(adapted, n)
 
 
-class StateCache:
-    """:class:`FrozenState` per ``(k, adapted tokens, prompt ids)``, in the compute dtype."""
-
-    def __init__(self):
-        self._d: dict[tuple, FrozenState] = {}
-
-    def get(self, k: int, adapted: int, ids: Sequence[int]):
-        return self._d.get((k, adapted, tuple(ids)))
-
-    def put(self, k: int, adapted: int, ids: Sequence[int], state: FrozenState) -> None:
-        self._d[(k, adapted, tuple(ids))] = state
-
-    def pop(self, k: int, adapted: int, ids: Sequence[int]) -> None:
-        self._d.pop((k, adapted, tuple(ids)), None)
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def capture(self, model, k: int, adapted: int, prompts: Sequence[Sequence[int]]):
-        """Keep each prompt's frozen state during a packed scoring pass over left-padded prompts.
-
-        Returns ``(after_batch, remove)``: the pass hands its cache to ``after_batch(idx, prefix,
-        width, cache)``: the cache holds the shared ``prefix`` (an ``inference.Prefix`` or None),
-        then the rest of each prompt left-padded to ``width`` columns (the only columns the hooks see).
-        """
-        grab, final = _HiddenAt(model, k), _HiddenAt(model, -1)
-
-        def after_batch(idx, prefix, width, kv_cache):
-            for row, i in enumerate(idx):
-                self.put(k, adapted, prompts[i], _extract(grab.hidden, final.hidden, kv_cache, row,
-                                                          len(prompts[i]), prefix, width, k, adapted,
-                                                          num_layers(model)))
-
-        def remove():
-            grab.remove()
-            final.remove()
-
-        return after_batch, remove
-
-
-class _HiddenAt:
+class HiddenAt:
     """Forward hook keeping the hidden state entering layer ``k`` (the embeddings for ``k == 0``,
     the final norm's output for ``k == -1``)."""
 
     def __init__(self, model, k: int):
-        dec = inner(model)
+        dec = decoder(model)
         mod = dec.norm if k == -1 else dec.embed_tokens if k == 0 else dec.layers[k - 1]
         self.hidden = None
         self._h = mod.register_forward_hook(self._hook)
@@ -153,7 +93,7 @@ class _HiddenAt:
         self._h.remove()
 
 
-def _extract(hidden, final, kv_cache, row: int, n: int, prefix, width: int, k: int, adapted: int,
+def extract_state(hidden, final, kv_cache, row: int, n: int, prefix, width: int, k: int, adapted: int,
              n_layers: int) -> FrozenState:
     """Row ``row``'s state from a pass over [shared prefix][rest, left-padded to width]."""
     n0 = prefix.length if prefix is not None else 0
@@ -182,7 +122,7 @@ def _shared(prefix, k: int):
 
 
 def lower_states(model, prompts: Sequence[Sequence[int]], k: int, adapted: int, pad_id: int, rt,
-                 batch_size: int, cache: StateCache | None = None,
+                 batch_size: int, cache=None,
                  progress: Callable[[int], None] | None = None) -> list[FrozenState]:
     """The :class:`FrozenState` of every prompt: one frozen forward pass each, or the cache's copy."""
     out: list = [None] * len(prompts)
@@ -199,23 +139,23 @@ def lower_states(model, prompts: Sequence[Sequence[int]], k: int, adapted: int, 
     n_layers = num_layers(model)
     todo_prompts = [prompts[i] for i in todo]
     n0 = common_prefix(todo_prompts, adapted) if adapted > 0 and len(todo) > 1 else 0
-    grab, final = _HiddenAt(model, k), _HiddenAt(model, -1)
+    grab, final = HiddenAt(model, k), HiddenAt(model, -1)
     try:
         with torch.inference_mode(), frozen, autocast(rt.device, rt.bf16):
-            prefix = Prefix.compute(inner_lm(model), todo_prompts[0][:n0], rt) if n0 else None
-            for idx in _batches([prompts[i] for i in todo], batch_size):
+            prefix = Prefix.compute(unwrap(model), todo_prompts[0][:n0], rt) if n0 else None
+            for idx in length_batches([prompts[i] for i in todo], batch_size):
                 rows = [todo[j] for j in idx]
-                ids, mask = _left_pad([prompts[i][n0:] for i in rows], pad_id, rt.device)
+                ids, mask = left_pad([prompts[i][n0:] for i in rows], pad_id, rt.device)
                 pos = (mask.cumsum(-1) - 1).clamp(min=0)
                 extra = {}
                 if prefix is not None:
                     mask = torch.cat([torch.ones((len(rows), n0), dtype=mask.dtype, device=mask.device), mask], 1)
-                    extra[cache_kwarg(model)] = prefix.expand(len(rows), inner(model).config)
-                res = inner(model)(input_ids=ids, attention_mask=mask, position_ids=pos + n0, use_cache=True,
+                    extra[cache_kwarg(model)] = prefix.expand(len(rows), decoder(model).config)
+                res = decoder(model)(input_ids=ids, attention_mask=mask, position_ids=pos + n0, use_cache=True,
                                    **extra)
                 kv = res.cache if hasattr(res, "cache") else res.past_key_values
                 for r, i in enumerate(rows):
-                    out[i] = _extract(grab.hidden, final.hidden, kv, r, len(prompts[i]), prefix, ids.shape[1],
+                    out[i] = extract_state(grab.hidden, final.hidden, kv, r, len(prompts[i]), prefix, ids.shape[1],
                                       k, adapted, n_layers)
                     if cache is not None:
                         cache.put(k, adapted, prompts[i], out[i])
@@ -261,7 +201,7 @@ def upper_hidden(model, states: Sequence[FrozenState], k: int, rt):
     causal = torch.ones((s, s), dtype=torch.bool).tril()
     mask = torch.cat([ctx_real[:, None, :].expand(b, s, c), causal[None] & suf_real[:, None, :]], dim=-1)
     mask[:, torch.arange(s), c + torch.arange(s)] = True  # padding rows see themselves (no empty row)
-    dec = inner(model)
+    dec = decoder(model)
     kv = DynamicCache(config=dec.config)
     for j in range(n_up):
         kv.update(keys[j].to(dev), values[j].to(dev), k + j)
@@ -284,7 +224,7 @@ def document_means(model, docs: Sequence[Sequence[int]], chunk: int, pad_id: int
     """
     if chunk <= 0:
         raise ValueError(f"backend.document_chunk_tokens must be positive, not {chunk}")
-    dec = inner(model)
+    dec = decoder(model)
     hidden = dec.config.hidden_size
     pieces = [(d, list(ids[s:s + chunk])) for d, ids in enumerate(docs) for s in range(0, len(ids), chunk)]
     left = [0] * len(docs)

@@ -17,30 +17,23 @@ from typing import Sequence
 
 import torch
 
-from ftlab_local_peft.loading import autocast
-
-@dataclass(frozen=True)
-class Runtime:
-    """How to run the model (device, autocast, progress bar)."""
-
-    device: torch.device
-    bf16: bool = False
-    progress: bool = True
+from ftlab_local_peft.device import Runtime, autocast
+from ftlab_local_peft.modeling import unwrap
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="ex", disable=not enabled, dynamic_ncols=True)
 
 
-def _batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+def length_batches(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar prompt length (longest first), to limit padding."""
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     return [order[i:i + batch_size] for i in range(0, len(order), max(1, batch_size))]
 
 
-def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device):
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device):
     n = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), n), dtype=torch.long)
@@ -132,7 +125,7 @@ class Prefix:
     def compute(cls, model, ids: Sequence[int], rt: "Runtime") -> "Prefix | None":
         if not ids:
             return None
-        lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+        lm = unwrap(model)
         seen = {}
         hook = lm.model.norm.register_forward_hook(lambda _m, _i, o: seen.update(h=o.detach()))
         try:
@@ -158,7 +151,7 @@ def cache_kwarg(model) -> str:
     """Name of the forward argument taking a KV cache (``cache`` from transformers 5.2x on)."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = unwrap(model)
     return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 
@@ -213,7 +206,7 @@ def score_batch(model, prompts: Sequence[Sequence[int]], conts: Sequence[Sequenc
     p = last + 1
     extra = {}
     if prefix is not None:
-        cfg = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+        cfg = unwrap(model).config
         extra[cache_kwarg(model)] = prefix.expand(len(prompts), cfg)
     # the token of node j is predicted at its parent (or at the last prompt token)
     src = torch.tensor([last if q < 0 else p + q for q in trie.parent], dtype=torch.long)
@@ -260,8 +253,8 @@ def score_labels(model, prompts: Sequence[Sequence[int]], labels: Sequence[str],
     lengths = torch.tensor([len(c) for c in conts], dtype=torch.float32)
     n0 = common_prefix(prompts, keep_tokens) if share_prefix else 0
     prefix = Prefix.compute(model, prompts[0][:n0], rt) if n0 else None
-    with torch.inference_mode(), _progress(len(prompts), "score_labels", rt.progress) as bar:
-        for idx in _batches(prompts, batch_size):
+    with torch.inference_mode(), progress_bar(len(prompts), "score_labels", rt.progress) as bar:
+        for idx in length_batches(prompts, batch_size):
             t0 = time.perf_counter()
             keep = None if on_cache is None else (lambda w, c, idx=idx: on_cache(idx, prefix, w, c))
             s = score_batch(model, [prompts[i][n0:] for i in idx], conts, pad_id, rt, trie, keep,
@@ -289,10 +282,10 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pa
     if sample:
         kw.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=0)
     torch.manual_seed(seed)
-    with torch.inference_mode(), _progress(len(prompts), "generate", rt.progress) as bar:
-        for idx in _batches(prompts, decoding.batch_size):
+    with torch.inference_mode(), progress_bar(len(prompts), "generate", rt.progress) as bar:
+        for idx in length_batches(prompts, decoding.batch_size):
             t0 = time.perf_counter()
-            ids, mask = _left_pad([prompts[i] for i in idx], pad_id, rt.device)
+            ids, mask = left_pad([prompts[i] for i in idx], pad_id, rt.device)
             with autocast(rt.device, rt.bf16):
                 out = model.generate(input_ids=ids, attention_mask=mask, **kw)
             new = out[:, ids.shape[1]:].cpu().tolist()

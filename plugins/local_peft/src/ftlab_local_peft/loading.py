@@ -5,7 +5,6 @@ Everything here is imported lazily by the backend, so torch at module top is fin
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -35,24 +34,6 @@ TINY_CHAT_TEMPLATE = (
 def enum_value(x) -> str:
     """The string of an Enum member, or ``x`` itself (configs may hold either)."""
     return getattr(x, "value", x)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda when available, else cpu; ``xla`` → the torch_xla device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "xla":
-        import torch_xla.core.xla_model as xm  # optional, only on TPU hosts
-
-        return xm.xla_device()
-    return torch.device(name)
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast context when enabled (and supported), else a no-op."""
-    if enabled and device.type in ("cpu", "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def gguf_location(package: str, file: str) -> tuple[str, str]:
