@@ -205,8 +205,7 @@ class Run:
         self.data = load_data(cfg.data, cfg.eval.splits,
                               need_train=bool({"train", "cross_validate"} & set(self.stages)))
         self.splits = self.data.splits
-        # data.labels=auto: the backends, config.yaml and the params see the label list it resolved to
-        cfg.data.labels, self.yaml = list(self.data.labels), self.data.config_yaml(self.yaml)
+        cfg.data.labels, self.yaml = list(self.data.labels), self.data.config_yaml(self.yaml)  # auto → list
         self.prompt = make_prompt(cfg.prompt, cfg.data.labels)
         random.seed(cfg.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -246,8 +245,7 @@ class Run:
             for f in ("config.yaml", "manifest.json", "labels.json"):
                 self.tracker.log_artifact(self.run_dir / f)
             self._log_skipped()
-            for f in self.data.write_files(self.run_dir):  # data/split.json (eval_fraction)
-                self.tracker.log_artifact(f, "data")
+            self.data.write_files(self.run_dir, self.tracker.log_artifact)  # data/split.json (eval_fraction)
             caps = info.capabilities or Capabilities()
             self.ctx = ctx = RunContext(self.run_dir, self.tracker.log_metrics, self._backend_tags,
                                         self.tracker.log_artifact, report=self._reporter(caps))

@@ -137,12 +137,15 @@ class LoadedData:
         node.data.labels = list(self.labels)
         return OmegaConf.to_yaml(node)
 
-    def write_files(self, run_dir: Path) -> list[Path]:
-        """Run-folder files: ``data/split.json`` (eval_fraction: the ids of each part)."""
+    def write_files(self, run_dir: Path, log_artifact=None) -> list[Path]:
+        """Run-folder files: ``data/split.json`` (eval_fraction: the ids of each part); each is handed
+        to ``log_artifact(path, "data")`` when given."""
         if self.holdout is None:
             return []
         path = Path(run_dir) / "data" / "split.json"
         atomic_write_text(path, json.dumps(self.holdout, indent=1, ensure_ascii=False))
+        if log_artifact is not None:
+            log_artifact(path, "data")
         return [path]
 
 
