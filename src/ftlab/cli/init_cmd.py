@@ -66,7 +66,9 @@ def _pick(given: Optional[str], names: Sequence[str], have: list[str], what: str
 def _parser() -> argparse.ArgumentParser:
     from ftlab.config.data import DataFormat
 
-    p = argparse.ArgumentParser(prog="ftlab init", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="ftlab init", description=(
+        "Write a starting experiment, data and prompt config for a data file into DIR, to run with "
+        "ftlab --config-dir DIR +experiment=NAME (docs/own_data.md)."))
     p.add_argument("dir", type=Path, help="the config folder to write (created if missing)")
     p.add_argument("--data", required=True, type=Path, help="the data file: JSONL, CSV, TSV or Parquet")
     p.add_argument("--eval", type=Path, default=None,
