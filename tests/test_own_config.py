@@ -125,3 +125,13 @@ def test_init_names_columns_it_cannot_guess_and_counts_bad_rows(tmp_path, fake_b
     cfg = OmegaConf.create(text)
     assert cfg.eval_path == evl and "eval_fraction" not in cfg and cfg.on_error == "skip"
     assert "found 1 bad rows (empty_text=1)" in text
+
+
+def test_init_reads_the_columns_of_a_parquet_file(tmp_path, fake_backend, capsys):
+    from ftlab.cli import main
+
+    data = write(tmp_path / "rows.parquet", "parquet", [{"text": r["body"], "label": r["topic"]} for r in topics(4)])
+    assert main(["init", str(tmp_path / "c"), "--data", data]) == 0
+    assert "9 train / 3 eval rows, 3 labels" in capsys.readouterr().out
+    cfg = OmegaConf.load(tmp_path / "c" / "data" / "rows.yaml")
+    assert (cfg.text_column, cfg.label_column, cfg.format) == ("text", "label", "auto")

@@ -40,16 +40,6 @@ def _q(value) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
-def _columns(path: Path, fmt: str) -> list[str]:
-    from ftlab.data.formats import read_file
-    from ftlab.data.rows import BadRow
-
-    for row in read_file(path, fmt, {}, "--data")[1]:
-        if not isinstance(row.value, BadRow):
-            return list(row.value)
-    return []
-
-
 def _pick(given: Optional[str], names: Sequence[str], have: list[str], what: str) -> str:
     if given:
         if given not in have:
@@ -90,7 +80,7 @@ def main(args: Sequence[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="[ftlab] %(message)s")
     from ftlab.config.data import DataConfig, DataFormat, OnError
     from ftlab.data import DataError, load_data
-    from ftlab.data.formats import file_format
+    from ftlab.data.formats import column_names, file_format
 
     data = ns.data.expanduser().resolve()
     evl = ns.eval.expanduser().resolve() if ns.eval else None
@@ -103,7 +93,7 @@ def main(args: Sequence[str]) -> int:
             if f is not None and not f.is_file():
                 raise DataError(f"{f}: file not found")
         fmt = file_format(data, DataFormat(ns.format), "--data")
-        have = _columns(data, fmt)
+        have = column_names(data, fmt)
         text = _pick(ns.text_column, TEXT_NAMES, have, "text")
         label = _pick(ns.label_column, LABEL_NAMES, have, "label")
         cfg = DataConfig(name=name, format=DataFormat(ns.format), train_path=str(data),

@@ -59,6 +59,18 @@ def read_file(path: Path, fmt: str, columns: dict[str, str], key: str) -> tuple[
     raise DataError(f"data.format: unknown format {fmt!r}")
 
 
+def column_names(path: Path, fmt: str) -> list[str]:
+    """The file's columns: the header (CSV, TSV), the schema (Parquet), the first object's keys (JSONL)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    for row in read_file(path, fmt, {}, "--data")[1]:
+        if not isinstance(row.value, BadRow):
+            return list(row.value)
+    return []
+
+
 def _jsonl(text: str, path: Path) -> Iterator[RawRow]:
     for i, line in enumerate(text.splitlines()):
         if not line.strip():
