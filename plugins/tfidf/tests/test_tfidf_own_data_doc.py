@@ -4,8 +4,8 @@ outside the checkout (a CSV copied there, ``ftlab init``, ``ftlab --config-dir``
 Two changes to the commands, both appended to the ``ftlab --config-dir`` lines: each run's folder goes
 under the test's temporary folder (``hydra.run.dir=...``), and the LLM run of section 4 uses the tiny
 random model on a few rows (the real one takes minutes; its numbers are in the page's table). The
-outputs the page shows (the CSV's first lines, the label counts, the row counts) are checked against
-what the commands print.
+outputs the page shows (the CSV's first lines, the label counts, the row counts, the TF-IDF run's table)
+are checked against what the commands print.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_the_own_data_walkthrough_runs_as_written(tmp_path):
                     line += f" {SMALL_LLM}"
             lines.append(line)
         res = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(lines)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=600)
+                             capture_output=True, text=True, timeout=1800)
         assert res.returncode == 0, f"block {n}:\n{block}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
         outputs.append(res.stdout + res.stderr)
     shown = blocks("text")
@@ -51,7 +51,9 @@ def test_the_own_data_walkthrough_runs_as_written(tmp_path):
         if re.match(r"^\s+\d+  \S", line) or "train /" in line:
             assert line in init, line  # the label counts and the row counts the page shows
     assert "eval_fraction: 0.2" in outputs[2] and "labels: auto" in outputs[2]
-    assert "macro-F1" in outputs[3] and "fallback (tfidf)" in outputs[3]
+    assert "fallback (tfidf)" in outputs[3]
+    for line in shown[3].splitlines()[1:9]:  # the rows the page shows (tfidf is deterministic)
+        assert line in outputs[3], line
     split = tmp_path / "runs" / "3" / "data" / "split.json"
     assert split.is_file() and (tmp_path / "runs" / "4" / "train").is_dir()
     html = (home / "mytask" / "reports" / "notes.html").read_text()
