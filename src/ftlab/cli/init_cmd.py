@@ -159,7 +159,8 @@ def _write(folder: Path, name: str, cfg, loaded, bad: dict, backend: Optional[st
         exp.append(f"  - override /backend: {backend}")
     exp.append(f"experiment: {name}")
     texts = ["\n".join(exp) + "\n", "\n".join(data) + "\n", PROMPT.format(dir=folder, name=name)]
+    from ftlab.paths import atomic_write_text
+
     for path, text in zip(paths, texts):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        atomic_write_text(path, text)
     return paths
