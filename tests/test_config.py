@@ -24,9 +24,17 @@ def test_every_experiment_composes_and_validates(name, plugins):
     assert isinstance(cfg, RunConfig) and cfg.experiment == name
 
 
+def _task_context(group: str, option: str) -> list[str]:
+    """A generation prompt (no {labels}) or data config (no label set) composes in a generation task."""
+    text = (ROOT / "conf" / group / f"{option}.yaml").read_text()
+    if (group == "prompt" and "template:" in text and "{labels}" not in text) or (group == "data" and "labels: []" in text):
+        return ["eval.task=text_generation", "eval.decoding.mode=generate", "data=mtsamples_title", "prompt=title"]
+    return []
+
+
 @pytest.mark.parametrize("group,option", GROUP_OPTIONS)
 def test_every_group_option_composes(group, option, plugins):
-    validate(compose([f"{group}={option}"], plugins))
+    validate(compose([*_task_context(group, option), f"{group}={option}"], plugins))
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")) +
@@ -61,7 +69,8 @@ def test_typos_fail_with_the_key_and_a_suggestion(override, message, plugins):
     (["train.epochs=0"], "train.epochs must be > 0"),
     (["eval.splits=[dev]"], "eval.splits: unknown split 'dev'"),
     (["model.source=local_dir"], "model.path must be set"),
-    (["prompt.template=no placeholders"], "prompt.template must contain {labels}"),
+    (["prompt.template=no placeholders"], "prompt.template must contain {text}"),
+    (["prompt.template='only {text}'"], "prompt.template must contain {labels} for eval.task=classification"),
 ])
 def test_cross_field_checks(overrides, message, plugins):
     with pytest.raises(ConfigError, match=message.replace("{", r"\{").replace("}", r"\}")):

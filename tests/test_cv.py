@@ -168,7 +168,7 @@ def test_cross_validation_only_and_resume_keeps_finished_folds(recording, tmp_pa
     recording("eval.cv.folds=3", "stages=[cross_validate]", "data.max_train_rows=24", f"resume={run_dir}")
     assert len(JOBS) == 1  # only the unfinished fold trained again
     assert (run_dir / "cv/fold_1/predictions.jsonl").read_text() == before
-    with pytest.raises(RuntimeError, match="other folds"):
+    with pytest.raises(Exception, match=r"config eval.cv.seed: 0 -> 9"):  # other folds: resume refuses
         recording("eval.cv.folds=3", "eval.cv.seed=9", "stages=[cross_validate]", "data.max_train_rows=24",
                   f"resume={run_dir}")
 

@@ -41,6 +41,21 @@ class Recorder:
         store("model", "echo_model", {"name": "echo_model", "source": "tiny_random"})
 
     @hookimpl
+    def ftlab_register_tasks(self, register):
+        from ftlab.tasks import TaskType
+
+        self.hooks.append("ftlab_register_tasks")
+        register(TaskType("echo_task", True, ("echo_metric",), ("echo_len",)))
+
+    @hookimpl
+    def ftlab_register_metrics(self, register):
+        from ftlab.metrics.text import TextMetric
+
+        self.hooks.append("ftlab_register_metrics")
+        register(TextMetric("echo_metric", ("echo_len",), stats=lambda p, refs: {"echo_len": [len(p), 1.0]},
+                            value=lambda key, st: st[0] / st[1], example=lambda p, refs: {"echo_len": len(p)}))
+
+    @hookimpl
     def ftlab_run_started(self, cfg, run_dir):
         self.hooks.append("ftlab_run_started")
         self.calls.append(("started", cfg.experiment, run_dir))
@@ -73,6 +88,40 @@ def test_hook_ftlab_register_configs(pm):
     stored = []
     m.register_configs(lambda group, name, node: stored.append((group, name)))
     assert ("model", "echo_model") in stored
+
+
+def test_hook_ftlab_register_tasks(pm):
+    m, _ = pm
+    assert m.task("echo_task").metrics == ("echo_metric",)
+    assert {"classification", "text_generation", "summarization", "question_answering"} <= set(m.tasks())
+    with pytest.raises(PluginError, match="unknown eval.task 'sumarization'; did you mean 'summarization'"):
+        m.task("sumarization")
+
+
+def test_hook_ftlab_register_metrics(pm):
+    m, _ = pm
+    echo = m.metric("echo_metric")
+    assert echo.value("echo_len", [6.0, 2.0]) == 3.0 and echo.example("abc", ["x"]) == {"echo_len": 3}
+    assert {"rouge", "bleu", "chrf", "bleu4", "exact_match", "token_f1"} <= set(m.metrics())
+    with pytest.raises(PluginError, match="unknown metric 'rogue' in eval.metrics; did you mean 'rouge'"):
+        m.metric("rogue")
+
+
+def test_a_task_registered_twice_names_both_plugins(pm):
+    m, _ = pm
+
+    class Twin:
+        @hookimpl
+        def ftlab_register_tasks(self, register):
+            from ftlab.tasks import TaskType
+
+            register(TaskType("echo_task", True))
+
+    m.register(Twin(), name="twin")
+    with pytest.raises(PluginError, match="task 'echo_task' registered twice: by 'recorder' and 'twin'|"
+                                          "task 'echo_task' registered twice: by 'twin' and 'recorder'"):
+        m.tasks()
+    m.unregister("twin")
 
 
 def test_hook_ftlab_run_started(fake_backend, tmp_path):

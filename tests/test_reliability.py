@@ -248,7 +248,8 @@ def test_resume_refuses_a_state_file_that_is_not_json(run_experiment, fake_backe
 
     _, run_dir = run_experiment("stages=[evaluate_base]")
     (run_dir / "state.json").write_text('{"evaluated": [')
-    cfg = compose(["+experiment=smoke", "backend=fake", f"resume={run_dir}"], fake_backend)
+    cfg = compose(["+experiment=smoke", "backend=fake", "stages=[evaluate_base]", f"resume={run_dir}"],
+                  fake_backend)
     with pytest.raises(StageError, match="state.json is not valid JSON"):
         run(cfg, plugins=fake_backend)
 
@@ -282,8 +283,9 @@ from ftlab.runner import run
 pm = Plugins(load_entry_points=True)
 set_plugins(pm)
 pm.register(FakePlugin(), name="fake_backend_plugin")
-run(compose(["+experiment=smoke", "backend=fake"], pm), run_dir=Path({run_dir!r}), plugins=pm)
+run(compose(["+experiment=smoke", "backend=fake", *{extra!r}], pm), run_dir=Path({run_dir!r}), plugins=pm)
 """
+"""A run SIGKILLed in the middle of its tuned evaluation (``extra``: more overrides)."""
 
 
 def test_sigkill_during_evaluation_then_resume_gives_the_same_numbers(run_experiment, fake_backend,
@@ -295,7 +297,7 @@ def test_sigkill_during_evaluation_then_resume_gives_the_same_numbers(run_experi
     from ftlab.runner import run
 
     killed = tmp_path / "killed"
-    code = KILLED_RUN.format(tests=str(ROOT / "tests"), run_dir=str(killed))
+    code = KILLED_RUN.format(tests=str(ROOT / "tests"), run_dir=str(killed), extra=[])
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr[-2000:]
     state = json.loads((killed / "state.json").read_text())

@@ -59,3 +59,49 @@ def test_replay_asks_for_masked_secrets(run_experiment, tmp_path, capsys):
     (run_dir / "mlflow_run.json").unlink()  # read the folder itself
     assert cli(["replay", str(run_dir), "--run-dir", str(tmp_path / "r")]) == 2
     assert "the record masks tracking.run_name" in capsys.readouterr().err
+
+
+WEIGHTS = {"sha256": "a" * 64}
+
+
+def test_replay_reports_weights_that_load_differently(fake_backend, tmp_path, capsys):
+    """The manifest's ``model.weights_sha256`` (what the backend loaded) is compared too: the same
+    metrics from other weights are not a faithful replay."""
+    from dataclasses import dataclass
+
+    from fake_backend import FakeBackend, FakeConfig
+
+    from ftlab import hookimpl
+    from ftlab.cli import main as cli
+    from ftlab.config.compose import compose
+    from ftlab.runner import run
+
+    @dataclass
+    class HashedConfig(FakeConfig):
+        """The fake backend, reporting the hash of 'its weights'."""
+
+        name: str = "fake_hashed"
+        """Backend name."""
+
+    class Hashed(FakeBackend):
+        def base_model(self):
+            self.ctx.set_tags({"model.weights_sha256": WEIGHTS["sha256"]})
+            return super().base_model()
+
+    class HashedPlugin:
+        @hookimpl
+        def ftlab_register_backends(self, register):
+            register("fake_hashed", lambda cfg, ctx: Hashed(cfg, ctx), HashedConfig)
+
+    fake_backend.register(HashedPlugin(), name="hashed_plugin")
+    run_dir = tmp_path / "run"
+    run(compose(["+experiment=smoke", "backend=fake_hashed", "stages=[evaluate_base]"], fake_backend),
+        run_dir=run_dir, plugins=fake_backend)
+    assert json.loads((run_dir / "manifest.json").read_text())["model"]["weights_sha256"] == "a" * 64
+    assert cli(["replay", str(run_dir), "--run-dir", str(tmp_path / "same")]) == 0
+    WEIGHTS["sha256"] = "b" * 64  # e.g. a cache file replaced under the home folder
+    capsys.readouterr()
+    assert cli(["replay", str(run_dir), "--run-dir", str(tmp_path / "other")]) == 1
+    out = capsys.readouterr().out
+    assert "all identical" in out  # the metrics alone would not tell
+    assert "loaded differently: model.weights_sha256: recorded aaaaaaaaaaaa…, replayed bbbbbbbbbbbb…" in out

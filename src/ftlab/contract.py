@@ -31,11 +31,19 @@ class Example:
     text: str
     """The input text (a transcript)."""
     label: str
-    """The row's own label (strict truth)."""
+    """The row's own label (strict truth); empty for a generation task."""
     acceptable: tuple[str, ...] = ()
     """Every label counted correct under lenient scoring (includes ``label``); empty = strict only."""
     source: str = ""
     """``file:line`` (1-based line) the row came from, for error messages."""
+    references: tuple[str, ...] = ()
+    """Generation tasks: the reference text(s) (``data.target_column``): one for text generation and
+    summarization, every acceptable answer for question answering; empty for classification."""
+
+    @property
+    def target(self) -> str:
+        """What a model is trained to write: the label, or a generation task's first reference."""
+        return self.references[0] if self.references else self.label
 
 
 @dataclass(frozen=True)
@@ -71,12 +79,17 @@ class Decoding:
     temperature: float = 0.0
     top_p: float = 1.0
     batch_size: int = 8
+    stop: tuple[str, ...] = ()
+    """Strings that end an answer: the text is cut before the first one (the end token always ends it)."""
+    seed: int = 0
+    """Seed of sampled decoding (``temperature`` > 0); greedy decoding ignores it."""
 
     @classmethod
-    def from_config(cls, d) -> "Decoding":
+    def from_config(cls, d, seed: int = 0) -> "Decoding":
         """From ``cfg.eval.decoding`` (an ftlab.config.DecodingConfig)."""
         return cls(mode=getattr(d.mode, "value", d.mode), max_new_tokens=d.max_new_tokens,
-                   temperature=d.temperature, top_p=d.top_p, batch_size=d.batch_size)
+                   temperature=d.temperature, top_p=d.top_p, batch_size=d.batch_size,
+                   stop=tuple(getattr(d, "stop", ()) or ()), seed=seed)
 
 
 @dataclass(frozen=True)
@@ -258,6 +271,12 @@ class Capabilities:
     intermediate_values: tuple[str, ...] = ()
     """Metric keys the backend can pass to :attr:`RunContext.report` while it trains (e.g.
     ``("train/eval_loss",)``); empty = none, so a search never prunes this backend's trials."""
+    tasks: Optional[tuple[str, ...]] = None
+    """``eval.task`` values the backend supports (``classification``, ``summarization`` …); ``None`` = not
+    declared (classification only is assumed for a generation task: it is refused)."""
+    generation_methods: Optional[tuple[str, ...]] = None
+    """``train.method`` values that train for a generative task (e.g. ``none``, ``lora``); ``None`` = all
+    of ``train_methods``."""
     train_keys: Optional[Mapping[str, str]] = None
     """``train.*`` keys the backend honours (``lora`` covers ``lora.r`` …), each with one phrase on how it
     maps the key, e.g. ``{"epochs": "MAX_ITERATIONS = ceil(epochs x training rows)"}``. A run on this

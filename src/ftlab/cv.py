@@ -29,7 +29,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ftlab import evaluate as ev
 from ftlab.contract import Example, ModelRef, Predictions, TrainJob
 from ftlab.paths import atomic_write_text
 
@@ -66,14 +65,6 @@ def assign_folds(examples: Sequence[Example], folds: int, seed: int, group_by: s
     return out
 
 
-def headline(scored: ev.Scored) -> dict[str, float]:
-    """A fold's headline metrics: strict ones by name, lenient ones under ``lenient/``."""
-    out = dict(scored.strict.headline())
-    if scored.lenient is not None:
-        out.update({f"lenient/{k}": v for k, v in scored.lenient.headline().items()})
-    return out
-
-
 def summarize(per_fold: Sequence[dict[str, float]]) -> dict[str, float]:
     """``<m>_mean``, ``<m>_std`` (n-1) and ``<m>_stderr`` of each metric over the folds."""
     out: dict[str, float] = {}
@@ -91,13 +82,14 @@ def summarize(per_fold: Sequence[dict[str, float]]) -> dict[str, float]:
 class CVResult:
     per_fold: list[dict[str, float]]
     summary: dict[str, float]
-    oof: ev.Scored
+    oof: dict[str, float]
+    """The pooled out-of-fold headline values (every training row scored once)."""
     seconds: float
 
     def metrics(self) -> dict[str, float]:
         out = {f"cv/fold_{i}/{k}": v for i, f in enumerate(self.per_fold, 1) for k, v in f.items()}
         out.update({f"cv/{k}": v for k, v in self.summary.items() if not math.isnan(v)})
-        out.update({f"cv/oof/{k}": v for k, v in headline(self.oof).items()})
+        out.update({f"cv/oof/{k}": v for k, v in self.oof.items()})
         out["cv/folds"] = float(len(self.per_fold))
         return out
 
@@ -147,10 +139,10 @@ class CrossValidation:
                 log.info("resume: cross-validation %s read back from %s", name, out)
             else:
                 preds, facts = self._fold(k, name, rest, held, decoding)
-            scored = ev.score("cv", name, held, preds, run.prompt, run.cfg.eval.lenient)
-            ev.write_files(scored, held, run.prompt.labels, out)
+            scored = run.scorer.score("cv", name, held, preds)
+            run.scorer.write_files(scored, held, out)
             run.tracker.log_artifact(out, "cv")  # one upload per fold: its predictions, tables, history
-            per_fold.append(headline(scored))
+            per_fold.append(run.scorer.headline(scored))
             run.tracker.log_metrics({**facts, **{f"cv/{name}/{m}": v for m, v in per_fold[-1].items()}})
             preds_by_id.update({p.id: p for p in scored.items})
             if k + 1 not in done:
@@ -158,10 +150,10 @@ class CrossValidation:
             run._save_state()
         oof_preds = Predictions(model=ModelRef(run.cfg.backend.name, "tuned"),
                                 items=tuple(preds_by_id[ex.id] for ex in examples))
-        oof = ev.score("cv", "oof", examples, oof_preds, run.prompt, run.cfg.eval.lenient)
-        ev.write_files(oof, examples, run.prompt.labels, self.dir / "oof")
+        oof = run.scorer.score("cv", "oof", examples, oof_preds)
+        run.scorer.write_files(oof, examples, self.dir / "oof")
         run.tracker.log_artifact(self.dir / "oof", "cv")
-        result = CVResult(per_fold, summarize(per_fold), oof, time.perf_counter() - t0)
+        result = CVResult(per_fold, summarize(per_fold), run.scorer.headline(oof), time.perf_counter() - t0)
         run.tracker.log_metrics({**result.metrics(), "time/cv_s": result.seconds})
         atomic_write_text(self.dir / "summary.json", json.dumps(result.metrics(), indent=1, sort_keys=True))
         run.tracker.log_artifact(self.dir / "summary.json", "cv")

@@ -39,6 +39,28 @@ def ftlab_register_configs(store):
 
 
 @hookspec
+def ftlab_register_tasks(register):
+    """Offer task types (what a row's target is and which metrics score it): call ``register(task)``.
+
+    :param register: takes an :class:`ftlab.tasks.TaskType` (name ``[a-z0-9_]+``, the value of
+        ``eval.task``). ftlab's own four (classification, text_generation, summarization,
+        question_answering) are registered this way by its default plugin.
+    Called once at startup; a name registered twice is an error naming both plugins.
+    """
+
+
+@hookspec
+def ftlab_register_metrics(register):
+    """Offer metrics of generated text: call ``register(metric)`` once for each.
+
+    :param register: takes an :class:`ftlab.metrics.text.TextMetric`: its name (what ``eval.metrics``
+        and a task's ``metrics`` list), the keys it reports, per-example statistics and their corpus
+        value (summable, so the paired bootstrap resamples rows), a per-example score and a signature.
+    Called once at startup; the built-in ROUGE, BLEU, chrF, bleu4, exact match and token F1 come the same way.
+    """
+
+
+@hookspec
 def ftlab_run_started(cfg, run_dir):
     """A run has started and its output folder exists.
 

@@ -1,4 +1,4 @@
-"""Charts (matplotlib, Agg backend): confusion matrix, per-class F1, training loss."""
+"""Charts (matplotlib, Agg backend): confusion matrix, per-class F1, training loss, per-example deltas."""
 
 from __future__ import annotations
 
@@ -83,6 +83,22 @@ def loss_png(history: Sequence[Mapping[str, float]], path: Path) -> Path | None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def histogram_png(values: Sequence[float], path: Path, title: str, xlabel: str) -> Path:
+    """Histogram of per-example values (e.g. tuned-minus-base deltas), with a line at zero."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(list(values), bins=min(40, max(5, len(values) // 5)), color="#4878a8")
+    ax.axvline(0, color="black", linewidth=1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("examples")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -76,6 +76,7 @@ class Plugins:
         self._dists: dict[str, tuple[str, str]] = {}
         self._backends: Optional[dict[str, BackendInfo]] = None
         self._options: Optional[list[ConfigOption]] = None
+        self._named: dict[str, dict[str, Any]] = {}
         self._undo_trace = None
         for env in (os.environ.get("FTLAB_DISABLE_PLUGINS") or "").split(","):
             if env.strip():
@@ -110,12 +111,14 @@ class Plugins:
         name = self.pm.register(plugin, name=name)
         self._dists.setdefault(name, (getattr(plugin, "__name__", name), "local"))
         self._backends = self._options = None
+        self._named = {}
         return name
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self._dists.pop(name, None)
         self._backends = self._options = None
+        self._named = {}
 
     # -- typed hook calls -------------------------------------------------------------------------
     def backends(self) -> dict[str, BackendInfo]:
@@ -193,6 +196,49 @@ class Plugins:
             raise PluginError(f"unknown model source {source!r}{did_you_mean(source, known)} "
                               f"(registered: {', '.join(sorted(known)) or 'none'}; see `ftlab plugins`)")
         return known[source].schema
+
+    def _registry(self, hook: str, what: str) -> dict[str, Any]:
+        """Objects with a ``name`` offered through ``register`` of ``hook`` (cached like :meth:`backends`)."""
+        if hook in self._named:
+            return self._named[hook]
+        found: dict[str, Any] = {}
+        owner: dict[str, str] = {}
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            plugin_name = self.pm.get_name(impl.plugin) or "?"
+
+            def register(obj: Any, _plugin=plugin_name) -> None:
+                name = getattr(obj, "name", None)
+                if not isinstance(name, str) or not _NAME.match(name):
+                    raise PluginError(f"plugin {_plugin!r} registers a {what} with invalid name {name!r}")
+                if name in found:
+                    raise PluginError(f"{what} {name!r} registered twice: by {owner[name]!r} and {_plugin!r}")
+                found[name], owner[name] = obj, _plugin
+
+            impl.function(register=register)
+        self._named[hook] = found
+        return found
+
+    def tasks(self) -> dict[str, Any]:
+        """Registered task types (:class:`ftlab.tasks.TaskType`) by ``eval.task`` name."""
+        return self._registry("ftlab_register_tasks", "task")
+
+    def task(self, name: str):
+        known = self.tasks()
+        if name not in known:
+            raise PluginError(f"unknown eval.task {name!r}{did_you_mean(name, known)} "
+                              f"(registered: {', '.join(sorted(known))})")
+        return known[name]
+
+    def metrics(self) -> dict[str, Any]:
+        """Registered text metrics (:class:`ftlab.metrics.text.TextMetric`) by name."""
+        return self._registry("ftlab_register_metrics", "metric")
+
+    def metric(self, name: str):
+        known = self.metrics()
+        if name not in known:
+            raise PluginError(f"unknown metric {name!r} in eval.metrics{did_you_mean(name, known)} "
+                              f"(registered: {', '.join(sorted(known))})")
+        return known[name]
 
     def run_started(self, cfg, run_dir) -> None:
         self.pm.hook.ftlab_run_started(cfg=cfg, run_dir=run_dir)

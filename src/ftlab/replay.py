@@ -33,6 +33,9 @@ class ReplayResult:
     """(metric, recorded, replayed) for every compared metric."""
     drift: list[str] = field(default_factory=list)
     """Inputs that changed (only with allow_drift)."""
+    identity: list[str] = field(default_factory=list)
+    """What the replay loaded that hashes differently from what the run loaded (``model.*sha256``:
+    the weights as loaded, the tokenizer, the chat template); empty: the same."""
 
     @property
     def differences(self) -> list[tuple[str, Optional[float], Optional[float]]]:
@@ -81,6 +84,13 @@ def drift(manifest: dict, cfg: Any) -> list[str]:
     return out
 
 
+def identity_changes(recorded: dict, replayed: dict) -> list[str]:
+    """``model.*sha256`` entries both manifests have and that differ (the weights as loaded, …)."""
+    a, b = recorded.get("model") or {}, replayed.get("model") or {}
+    return [f"model.{k}: recorded {a[k][:12]}…, replayed {b[k][:12]}…" for k in sorted(a)
+            if k.endswith("sha256") and k in b and a[k] != b[k]]
+
+
 def _masked(node: Any, prefix: str = "") -> list[str]:
     if isinstance(node, dict):
         return [k for key, v in node.items() for k in _masked(v, f"{prefix}{key}.")]
@@ -119,15 +129,26 @@ def replay(ref: str, overrides: Sequence[str] = (), allow_drift: bool = False,
         raise ReplayError("the run's inputs changed since it was recorded:\n  " + "\n  ".join(changed)
                           + "\n(--allow-drift replays anyway and tags the replay with the drift)")
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    run_dir = run_dir or project_root() / "outputs" / cfg.experiment / f"replay-{stamp}"
+    if run_dir is None:  # the recorded experiment name picks the folder: it must stay under outputs/
+        from ftlab.contain import OutsideFolder, inside, safe_name
+
+        try:
+            run_dir = inside(project_root() / "outputs",
+                             Path(safe_name(cfg.experiment, "the recorded experiment")) / f"replay-{stamp}",
+                             f"run {rec.run_id}'s experiment")
+        except OutsideFolder as exc:
+            raise ReplayError(str(exc)) from None
     job = Run(cfg, OmegaConf.to_yaml(redact_config(plain)), Path(run_dir), plugins)
     job.extra_tags = {"ftlab.replay_of": rec.run_id,
                       **({"ftlab.replay_drift": "; ".join(changed)[:5000]} if changed else {})}
     job.execute()
+    import json
+
+    identity = identity_changes(manifest, json.loads((Path(run_dir) / "manifest.json").read_text()))
     replayed = job.tracker.last_metrics
     keys = sorted(k for k in set(rec.metrics) | set(replayed) if not _volatile(k))
     rows = [(k, rec.metrics.get(k), replayed.get(k)) for k in keys]
-    return ReplayResult(rec.run_id, Path(run_dir), job.tracker.run_id, rows, changed)
+    return ReplayResult(rec.run_id, Path(run_dir), job.tracker.run_id, rows, changed, identity)
 
 
 HEADLINE = ("macro_f1", "accuracy", "unparseable_rate", "macro_f1_delta")
@@ -149,4 +170,5 @@ def table(result: ReplayResult) -> list[str]:
     n, d = len(result.rows), len(result.differences)
     lines.append(f"{n} metrics compared (wall-clock ones left out): "
                  + ("all identical" if not d else f"{d} differ"))
+    lines += [f"loaded differently: {x}" for x in result.identity]
     return lines

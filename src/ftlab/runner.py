@@ -7,7 +7,6 @@ stages (predictions are read back from the folder) and continues the same MLflow
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import random
@@ -27,6 +26,8 @@ from ftlab.data import load_data, skipped_summary
 from ftlab.paths import atomic_open, atomic_write_text
 from ftlab.plugins import PluginError, get_plugins
 from ftlab.prompt import make_prompt
+from ftlab.runs import mark_process
+from ftlab.scoring import Scorer
 from ftlab.tracking.mlflow_tracker import Tracker, TrackingError, flatten
 from ftlab.tracking.redact import redact_config, redact_uri
 
@@ -51,6 +52,15 @@ def _read_state(path: Path) -> dict[str, Any]:
                          f"so this folder was changed by something else") from None
     if not isinstance(state, dict):
         raise StageError(f"{path} does not hold a JSON object")
+    uri = str((state.get("trained") or {}).get("uri") or "")
+    if uri:  # a resume loads the tuned model it names: only from inside this run folder
+        from ftlab.contain import OutsideFolder, inside, is_local_path
+
+        try:
+            if is_local_path(uri):
+                inside(path.parent, uri, f"{path} ('trained')")
+        except OutsideFolder as exc:
+            raise StageError(str(exc)) from None
     return state
 
 
@@ -73,7 +83,8 @@ class Run:
         self.stages = cfg.stage_order()
         self.state_path = run_dir / "state.json"
         self.state: dict[str, Any] = _read_state(self.state_path)
-        self.scored: dict[tuple[str, str], ev.Scored] = {}
+        self.scored: dict[tuple[str, str], Any] = {}
+        """(stage, split) → its scores (ftlab.evaluate.Scored, or TextScored for a generation task)."""
         self.comparisons: dict[str, Any] = {}
         self.cv = None
         """The :class:`ftlab.cv.CVResult` when the run cross-validated."""
@@ -108,10 +119,10 @@ class Run:
                 self.tracker.log_metrics({
                     (f"{k.split('/', 1)[0]}/{stage}/{split}/{k.split('/', 1)[1]}" if "/" in k
                      else f"{k}/{stage}/{split}"): v for k, v in preds.metrics.items()})
-            scored = ev.score(stage, split, examples, preds, self.prompt, cfg.eval.lenient)
+            scored = self.scorer.score(stage, split, examples, preds)
             self.scored[(stage, split)] = scored
-            self.tracker.log_metrics(ev.metric_dict(scored, self.prompt.labels))
-            for f in ev.write_files(scored, examples, self.prompt.labels, out):
+            self.tracker.log_metrics(self.scorer.metric_dict(scored))
+            for f in self.scorer.write_files(scored, examples, out):
                 self.tracker.log_artifact(f, f"eval/{stage}/{split}")
             if self.native and key not in self.state.get("native", []):
                 nm = self.backend.native_evaluate(ref, examples, self.prompt)
@@ -150,38 +161,15 @@ class Run:
         return trained.model
 
     def _compare(self) -> None:
-        from ftlab.metrics.compare import paired_compare
-
         for split in self.cfg.eval.splits:
             base, tuned = self.scored.get(("base", split)), self.scored.get(("tuned", split))
             if base is None or tuned is None:
                 raise StageError("stage 'compare' needs 'evaluate_base' and 'evaluate_tuned' "
                                  "in the same run (or a resumed run that has both)")
-            c = paired_compare(base.y_true, base.y_pred, tuned.y_pred, self.prompt.labels,
-                               self.cfg.eval.bootstrap_samples, self.cfg.eval.bootstrap_seed,
-                               self.cfg.eval.confidence)
-            self.comparisons[split] = c
-            metrics = {f"compare/{split}/{k}": v for k, v in c.metrics().items()}
-            if base.lenient and tuned.lenient:
-                metrics[f"compare/{split}/lenient_macro_f1_delta"] = (tuned.lenient.macro_f1
-                                                                       - base.lenient.macro_f1)
-            self.tracker.log_metrics(metrics)
-            out = self.run_dir / "compare" / split
-            out.mkdir(parents=True, exist_ok=True)
-            path = out / "per_class_delta.csv"
-            with atomic_open(path, newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["label", "support", "base_f1", "tuned_f1", "delta"])
-                for lab in self.prompt.labels:
-                    b, t = base.strict.per_class[lab], tuned.strict.per_class[lab]
-                    w.writerow([lab, b.support, f"{b.f1:.6f}", f"{t.f1:.6f}", f"{t.f1 - b.f1:+.6f}"])
-            atomic_write_text(out / "comparison.json", json.dumps(c.__dict__, indent=1))
-            png = plots.f1_bars_png(
-                self.prompt.labels,
-                {"base": [base.strict.per_class[x].f1 for x in self.prompt.labels],
-                 "tuned": [tuned.strict.per_class[x].f1 for x in self.prompt.labels]},
-                out / "per_class_f1.png", f"per-class F1 on {split}: base vs tuned")
-            for f in (path, out / "comparison.json", png):
+            metrics, self.comparisons[split], files = self.scorer.compare(base, tuned, split,
+                                                                          self.run_dir / "compare" / split)
+            self.tracker.log_metrics({f"compare/{split}/{k}": v for k, v in metrics.items()})
+            for f in files:
                 self.tracker.log_artifact(f, f"compare/{split}")
 
     def _log_skipped(self) -> None:
@@ -207,9 +195,12 @@ class Run:
         self.splits = self.data.splits
         cfg.data.labels, self.yaml = list(self.data.labels), self.data.config_yaml(self.yaml)  # auto → list
         self.prompt = make_prompt(cfg.prompt, cfg.data.labels)
+        self.scorer = Scorer.for_run(cfg, self.plugins, self.prompt)
         random.seed(cfg.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.yaml", self.yaml)
+        mark_process(self.run_dir)  # with the journal's end marker: a killed run is told from a live one
+        if not cfg.resume:  # a resumed run keeps the config.yaml it began with (checked unchanged)
+            atomic_write_text(self.run_dir / "config.yaml", self.yaml)
         man = manifest.build(self.yaml, self.splits, self.prompt, cfg.data.labels, cfg,
                              dists=(info.distribution, *info.distributions))
         man.update(self.data.manifest())  # data_labels (labels=auto), data_split (eval_fraction)
@@ -239,7 +230,7 @@ class Run:
             log.warning("backend %s does not use %s (`ftlab plugins` lists the train keys it honours)",
                         cfg.backend.name, ", ".join(self.unused_train_keys))
         try:
-            if "params_logged" not in self.state:
+            if "params_logged" not in self.state or not self.tracker.reopened:
                 self.tracker.log_params(flatten(OmegaConf.to_container(OmegaConf.create(self.yaml))))
                 self.state["params_logged"] = True
             for f in ("config.yaml", "manifest.json", "labels.json"):
@@ -318,20 +309,22 @@ class Run:
             atomic_write_text(path, json.dumps(man, indent=1))
 
     def _finish(self) -> float:
-        from ftlab.summary import closing_table
+        from ftlab.summary import closing_table, cv_table, text_table
 
         split = self.cfg.eval.splits[0]
         base, tuned = self.scored.get(("base", split)), self.scored.get(("tuned", split))
         headline: dict[str, float] = {}
         last = tuned or base
+        key = self.scorer.objective_key  # macro_f1, or a generation task's first headline metric
         if last is not None:
-            closing_table(base, tuned, self.prompt.labels, self.comparisons.get(split))
-            headline = {f"{last.stage}_macro_f1": last.strict.macro_f1}
+            if self.scorer.generative:
+                text_table(base, tuned, self.scorer.task.headline, self.comparisons.get(split))
+            else:
+                closing_table(base, tuned, self.prompt.labels, self.comparisons.get(split))
+            headline = {f"{last.stage}_{key}": self.scorer.headline(last)[key]}
         if self.cv is not None:
-            from ftlab.summary import cv_table
-
-            cv_table(self.cv)
-            headline["cv_macro_f1_mean"] = self.cv.summary["macro_f1_mean"]
+            cv_table(self.cv, self.scorer.task.headline if self.scorer.generative else None)
+            headline[f"cv_{key}_mean"] = self.cv.summary[f"{key}_mean"]
         if self.runtime:
             print("backend: " + "; ".join(f"{k}={v}" for k, v in sorted(self.runtime.items())))
         for f in self.fallbacks:
@@ -353,8 +346,8 @@ class Run:
                                 f"the work is done and kept in {self.run_dir}: upload it with "
                                 f"ftlab sync {self.run_dir}")
         if self.cv is not None:  # with cross-validation the default objective is its mean (selection on train)
-            return self._objective(self.cv.summary["macro_f1_mean"])
-        return self._objective(last.strict.macro_f1 if last is not None else 0.0)
+            return self._objective(self.cv.summary[f"{key}_mean"])
+        return self._objective(self.scorer.headline(last)[key] if last is not None else 0.0)
 
     def _objective(self, default: float) -> float:
         """The value Hydra sweepers optimise: metric ``sweep.objective`` (default: the cross-validated
@@ -386,6 +379,12 @@ def run(cfg: DictConfig, run_dir: Optional[Path] = None, plugins=None) -> float:
     plain = plain_config(cfg, resolve=True)
     # config.yaml, the params and the manifest's hash see secrets masked; the run uses ``typed``
     plain = redact_config(plain)
+    if typed.resume:  # the folder's stages are reused only for the config and inputs they were made with
+        from ftlab import resume
+
+        found = resume.problems(run_dir, OmegaConf.to_yaml(plain), typed)
+        if found:
+            raise StageError(resume.refusal(run_dir, found))
     job = Run(typed, OmegaConf.to_yaml(plain), run_dir, plugins)
     if typed.tracking.enabled and not typed.resume:
         from ftlab.sweeps.context import job_tags, job_tracking_uri

@@ -34,6 +34,94 @@ class RunNotFound(LookupError):
     """No run or experiment matches the reference (or the store cannot be read)."""
 
 
+PROCESS_FILE = "process.json"
+"""Written when a run starts: which process runs it (a hashed host, the pid and its start tick)."""
+
+
+def _host_id() -> str:
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:16]  # the name itself is not kept
+
+
+def _start_tick(pid: int) -> Optional[str]:
+    try:  # field 22 of /proc/<pid>/stat: when the process started (tells a reused pid apart)
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def mark_process(run_dir: Path) -> None:
+    """Record the process running ``run_dir`` (read by :func:`folder_status`)."""
+    from ftlab.paths import atomic_write_text
+
+    atomic_write_text(run_dir / PROCESS_FILE, json.dumps(
+        {"host": _host_id(), "pid": os.getpid(), "start_tick": _start_tick(os.getpid())}))
+
+
+def _alive(folder: Path) -> Optional[bool]:
+    """Whether the process that ran ``folder`` still runs (None: another host, or no record)."""
+    try:
+        rec = json.loads((folder / PROCESS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("host") != _host_id():
+        return None
+    pid = int(rec.get("pid") or 0)
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return rec.get("start_tick") in (None, _start_tick(pid))
+
+
+def _stages_done(folder: Path) -> tuple[int, int]:
+    """(stages the state records as done, stages configured) of a run folder."""
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"))
+        state = json.loads((folder / "state.json").read_text()) if (folder / "state.json").is_file() else {}
+    except (OSError, ValueError):
+        return 0, 0
+    stages = [str(s) for s in cfg.get("stages") or []]
+    splits = list((cfg.get("eval") or {}).get("splits") or ["eval"])
+    evaluated = set(state.get("evaluated") or [])
+    done = {"evaluate_base": all(f"base/{s}" in evaluated for s in splits), "train": "trained" in state,
+            "evaluate_tuned": all(f"tuned/{s}" in evaluated for s in splits), "compare": False}
+    return sum(1 for s in stages if done.get(s)), len(stages)
+
+
+def folder_status(folder: Path) -> tuple[str, str]:
+    """(status, note) from what a run folder recorded: the end the run logged (its journal's exit
+    marker), else FAILED with ``error.txt``, else RUNNING while its process lives, else INCOMPLETE
+    (killed: SIGKILL, power loss) with the stages done and the command that finishes it."""
+    from ftlab.tracking import journal
+
+    ends = [e for e in journal.read(folder) if e.get("op") == "end"]
+    if ends:
+        return str(ends[-1].get("status") or "FINISHED"), ""
+    if (folder / "error.txt").is_file():
+        return "FAILED", ""
+    if _alive(folder):
+        return "RUNNING", ""
+    done, total = _stages_done(folder)
+    try:
+        command = json.loads((folder / "manifest.json").read_text()).get("command") or ["ftlab"]
+    except (OSError, ValueError):
+        command = ["ftlab"]
+    resume = " ".join([*(a for a in command if not a.startswith("resume=")), f"resume={folder}"])
+    return "INCOMPLETE", (f"Run stopped without ending ({done} of {total} stages done; its process was "
+                          f"killed or the machine stopped). Finish it with: {resume}")
+
+
+def folder_result(folder: Path, metric: str) -> Optional[float]:
+    """``metric``'s last value in a run folder whose run ended FINISHED (its journal says so), else None."""
+    if not folder.is_dir() or folder_status(folder)[0] != "FINISHED":
+        return None
+    return _last_metrics(folder / "metrics.jsonl").get(metric)
+
+
 @dataclass
 class RecordedRun:
     """One MLflow run as ftlab recorded it."""
@@ -52,6 +140,8 @@ class RecordedRun:
     run_dir: Optional[Path]
     """The local run folder, when it exists here and belongs to this run."""
     client: Any = field(repr=False, default=None)
+    status_note: str = ""
+    """Why the status is what it is, when ftlab derived it (an incomplete run: how to finish it)."""
     _tmp: Optional[Path] = field(repr=False, default=None)
     _missing: set = field(repr=False, default_factory=set)
 
@@ -141,14 +231,13 @@ def _run_dir(run_id: str, tags: dict[str, str]) -> Optional[Path]:
         return None
     folder = Path(raw)
     rec = folder / "mlflow_run.json"
-    if not folder.is_dir():
+    if not rec.is_file():  # every run folder of an MLflow run has one from its first second
         return None
-    if rec.is_file():
-        try:
-            if json.loads(rec.read_text()).get("run_id") != run_id:
-                return None
-        except (OSError, ValueError):
-            return None
+    try:
+        if json.loads(rec.read_text()).get("run_id") != run_id:
+            return None  # the tag names a folder that is not this run's: its files are not trusted
+    except (OSError, ValueError):
+        return None
     return folder
 
 
@@ -160,12 +249,17 @@ def _client(uri: Optional[str]):
 
 def _wrap(run, exp_name: str, client, uri: str) -> RecordedRun:
     tags = dict(run.data.tags)
+    run_dir, status, note = _run_dir(run.info.run_id, tags), run.info.status, ""
+    if status == "RUNNING" and run_dir is not None:  # MLflow cannot tell a killed process from a live one
+        status, note = folder_status(run_dir)
+        if status != "RUNNING" and not note:
+            note = f"MLflow still says RUNNING; its folder ended {status}: upload it with ftlab sync {run_dir}"
     return RecordedRun(
         run_id=run.info.run_id, experiment_id=run.info.experiment_id, experiment_name=exp_name,
-        run_name=run.info.run_name or tags.get("mlflow.runName", ""), status=run.info.status,
+        run_name=run.info.run_name or tags.get("mlflow.runName", ""), status=status,
         start_time=int(run.info.start_time or 0), metrics=dict(run.data.metrics),
         params=dict(run.data.params), tags=tags, tracking_uri=uri,
-        run_dir=_run_dir(run.info.run_id, tags), client=client)
+        run_dir=run_dir, client=client, status_note=note)
 
 
 def _last_metrics(path: Path) -> dict[str, float]:
@@ -192,14 +286,15 @@ def from_folder(folder: Path) -> RecordedRun:
     tags = {"ftlab.run_dir": str(folder), "mlflow.source.git.commit": man.get("git", {}).get("sha", ""),
             "ftlab.prompt_sha256": man.get("prompt_sha256", ""),
             "ftlab.label_set_sha256": man.get("label_set_sha256", "")}
-    status = "FAILED" if (folder / "error.txt").is_file() else "FINISHED"
+    status, note = folder_status(folder)
     digest = hashlib.sha256(str(folder).encode()).hexdigest()
     return RecordedRun(run_id=f"local-{digest[:26]}",
                        experiment_id="", experiment_name=str(cfg.get("experiment", "")),
                        run_name=folder.name, status=status,
                        start_time=int((folder / "config.yaml").stat().st_mtime * 1000),
                        metrics=_last_metrics(folder / "metrics.jsonl"), params=flatten(cfg),
-                       tags=tags, tracking_uri=f"(run folder {folder}; not in MLflow)", run_dir=folder)
+                       tags=tags, tracking_uri=f"(run folder {folder}; not in MLflow)", run_dir=folder,
+                       status_note=note)
 
 
 def find_runs(ref: str, uri: Optional[str] = None, max_runs: int = 50) -> list[RecordedRun]:
@@ -212,6 +307,12 @@ def find_runs(ref: str, uri: Optional[str] = None, max_runs: int = 50) -> list[R
         recorded = info.get("tracking_uri") or uri
         if not recorded.startswith(("sqlite:", "file:")):
             recorded = uri  # never wait on a recorded server that may be gone
+        from ftlab.contain import OutsideFolder, trusted_store
+
+        try:
+            recorded = trusted_store(recorded, uri, folder)
+        except OutsideFolder as exc:
+            raise RunNotFound(str(exc)) from None
         if info.get("run_id"):
             try:
                 return find_runs(info["run_id"], recorded, max_runs)

@@ -60,12 +60,13 @@ def closing_table(base: Optional[Scored], tuned: Optional[Scored], labels, compa
                       f"{c.only_b_correct} only-tuned correct)")
 
 
-def cv_table(result, console: Optional[Console] = None) -> None:
-    """Per-fold strict and lenient macro-F1 and accuracy, their mean ± standard error, the pooled
-    out-of-fold scores (a :class:`ftlab.cv.CVResult`)."""
+def cv_table(result, headline=None, console: Optional[Console] = None) -> None:
+    """Per-fold headline metrics (strict and lenient macro-F1 and accuracy, or a generation task's
+    ``headline`` keys), their mean ± standard error, the pooled out-of-fold values (a
+    :class:`ftlab.cv.CVResult`)."""
     console = console or Console()
     keys = [("macro-F1", "macro_f1"), ("accuracy", "accuracy"), ("macro-F1 (lenient)", "lenient/macro_f1"),
-            ("accuracy (lenient)", "lenient/accuracy")]
+            ("accuracy (lenient)", "lenient/accuracy")] if headline is None else [(k, k) for k in headline]
     keys = [(n, k) for n, k in keys if k in result.per_fold[0]]
     k = len(result.per_fold)
     t = Table(title=f"ftlab: {k}-fold cross-validation on the training split", show_lines=False)
@@ -77,7 +78,24 @@ def cv_table(result, console: Optional[Console] = None) -> None:
     t.add_section()
     s = result.summary
     t.add_row("mean±s.e.", *(f"{s[key + '_mean']:.3f}±{s[key + '_stderr']:.3f}" for _, key in keys))
-    oof = {**result.oof.strict.headline(),
-           **({f"lenient/{m}": v for m, v in result.oof.lenient.headline().items()} if result.oof.lenient else {})}
-    t.add_row("out-of-fold", *(_f(oof.get(key)) for _, key in keys))
+    t.add_row("out-of-fold", *(_f(result.oof.get(key)) for _, key in keys))
+    console.print(t)
+
+
+def text_table(base, tuned, keys, comparison=None, console: Optional[Console] = None) -> None:
+    """A generation task's closing table: each headline metric base, tuned, delta with its paired
+    bootstrap interval and per-example wins / ties / losses (``comparison``: key → TextComparison)."""
+    console = console or Console()
+    first = base or tuned
+    t = Table(title=f"ftlab: {first.split} split, base vs tuned ({len(first.items)} examples)")
+    for col in ("metric", "base", "tuned", "delta", "95% CI", "wins/ties/losses"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    hb = base.headline() if base else {}
+    ht = tuned.headline() if tuned else {}
+    for key in [k for k in keys if k in first.corpus] + ["empty_rate", "mean_output_words"]:
+        b, u = hb.get(key), ht.get(key)
+        c = (comparison or {}).get(key)
+        t.add_row(key, _f(b), _f(u), _d(u - b) if b is not None and u is not None else "",
+                  f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c else "",
+                  f"{c.wins}/{c.ties}/{c.losses}" if c else "")
     console.print(t)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.append(str(Path(__file__).parent))  # bq_dialect, test_bqml_sql (unique names); append: never shadow
 
 from ftlab.contract import RunContext
 from ftlab_bqml.testing import PROJECT, fast_backend_cfg, make_run_cfg
@@ -29,14 +34,16 @@ def bq_client(fake_bq):
 
 @pytest.fixture
 def make_backend(fake_bq, tmp_path):
-    """``make_backend(**backend_overrides) -> (backend, tags)``; tags collects ``ctx.set_tags``."""
+    """``make_backend(**backend_overrides) -> (backend, tags)``; tags collects ``ctx.set_tags``;
+    ``groups={"eval": EvalConfig(...), ...}`` sets other config groups of the run."""
     from ftlab_bqml.backend import BqmlBackend
 
-    def build(out=None, **kw):
+    def build(out=None, groups=None, **kw):
         tags: dict = {}
         ctx = RunContext(run_dir=tmp_path, set_tags=lambda t: tags.update(t))
         kwargs = {"out": out} if out is not None else {}
-        return BqmlBackend(make_run_cfg(fast_backend_cfg(fake_bq.url, **kw)), ctx, **kwargs), tags
+        run_cfg = make_run_cfg(fast_backend_cfg(fake_bq.url, **kw), **(groups or {}))
+        return BqmlBackend(run_cfg, ctx, **kwargs), tags
 
     return build
 

@@ -63,7 +63,7 @@ def test_dry_run_prints_statements_and_creates_nothing(make_backend, fake_bq, tm
     out.mkdir()
     backend.train(TrainJob(train=load_examples("train", 20), eval=evals, prompt=prompt, out_dir=out))
     text = buf.getvalue()
-    for needle in ("CREATE OR REPLACE MODEL", "ML.GENERATE_TEXT", "upload: 12 rows", "[dry run] create_model:",
+    for needle in ("CREATE OR REPLACE MODEL", "AI.GENERATE_TEXT", "upload: 12 rows", "[dry run] create_model:",
                    "[dry run] create_tuned_model:", "bytes"):
         assert needle in text, needle
     assert not fake_bq.engine.tables and not fake_bq.engine.models and not fake_bq.state.jobs

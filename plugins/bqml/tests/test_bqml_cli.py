@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from ftlab_bqml.testing import ftlab_command as _ftlab
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _ftlab() -> list[str]:
-    exe = Path(sys.executable).with_name("ftlab")
-    return [str(exe)] if exe.exists() else [shutil.which("ftlab") or "ftlab"]
 
 
 def test_cli_full_run_against_fake_logs_to_mlflow(fake_bq, tmp_path):

@@ -48,9 +48,9 @@ def test_select_reads_schema_then_rows(bq_client, fake_bq):
     ddl = bq_client.query(sql.create_base_model(M, "DEFAULT", "gemini-2.0-flash-001"))
     assert list(ddl.result()) == [] and ddl.statement_type == "CREATE_MODEL"
     n = len(fake_bq.log)
-    job = bq_client.query(sql.generate_text(M, T, 16, 0.0, 1.0))
+    job = bq_client.query(sql.generate_text(M, T, 16, 0.0, 1.0))  # AI.GENERATE_TEXT, the default
     df = job.to_dataframe()
-    assert len(df) == 12 and set(df["ml_generate_text_status"]) == {""}
+    assert len(df) == 12 and set(df["status"]) == {""} and list(df.columns) == ["id", "prompt", "result", "status"]
     calls = [(e["route"], e["query"].get("maxResults")) for e in fake_bq.log[n:]]
     assert calls[0] == ("jobs.insert", None)
     results = [c for c in calls if c[0] == "jobs.getQueryResults"]
@@ -124,7 +124,7 @@ def test_jobs_query_dry_run_and_admin_faults(bq_client, fake_bq):
     req = urllib.request.Request(f"{fake_bq.url}/_fake/faults", method="POST",
                                  data=json.dumps({"row_ids": ["r-1"], "row_attempts": 1}).encode())
     urllib.request.urlopen(req).read()
-    df = bq_client.query(sql.generate_text(M, T, 16, 0.0, 1.0)).to_dataframe()
+    df = bq_client.query(sql.generate_text(M, T, 16, 0.0, 1.0, function="ml")).to_dataframe()
     status = dict(zip(df["id"], df["ml_generate_text_status"]))
     assert status["r-1"] == "A retryable error occurred: RESOURCE EXHAUSTED error from gemini-2.0-flash-001"
     assert status["r-2"] == ""
@@ -148,7 +148,7 @@ def test_fake_ml_evaluate_numbers_are_the_host_evaluator_s():
     """Hand-computed ML.EVALUATE rows; the backend's native macro-F1 equals the host's on them."""
     from ftlab.contract import UNPARSEABLE
     from ftlab.metrics.classification import classification_report
-    from ftlab_bqml.backend import flatten_evaluation
+    from ftlab_bqml.native import flatten_evaluation
     from ftlab_bqml.fake.models import classification_rows
 
     truth, answers = ["A", "A", "B", "C"], [" A", "B", "B\n", "junk"]

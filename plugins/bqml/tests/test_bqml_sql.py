@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ftlab_bqml import sql
+from ftlab_bqml import sql, tuning
 from ftlab_bqml.plugin import BqmlConfig
 from ftlab_bqml.validate import BqmlConfigError
 
@@ -19,25 +19,55 @@ DEFAULTS = BqmlConfig(project=P, dataset=D)
 GEN = dict(max_output_tokens=16, temperature=0.0, top_p=1.0)
 
 
+def _plan(**groups):
+    """The tuning plan a run config with these groups resolves to (what the backend sends)."""
+    from ftlab.config import RunConfig
+
+    return tuning.plan(RunConfig(backend=DEFAULTS, **groups))
+
+
+def _tune_options(plan, max_iterations: int) -> sql.TuneOptions:
+    return sql.TuneOptions(endpoint=DEFAULTS.endpoint, max_iterations=max_iterations,
+                           learning_rate_multiplier=plan.learning_rate_multiplier,
+                           data_split_method=plan.data_split_method,
+                           data_split_eval_fraction=plan.data_split_eval_fraction,
+                           evaluation_task=plan.evaluation_task)
+
+
 def _statements() -> dict[str, str]:
-    opts = sql.TuneOptions(endpoint=DEFAULTS.endpoint, max_iterations=519,
-                           learning_rate_multiplier=DEFAULTS.learning_rate_multiplier,
-                           data_split_method=DEFAULTS.data_split_method,
-                           data_split_eval_fraction=DEFAULTS.data_split_eval_fraction,
-                           evaluation_task=DEFAULTS.evaluation_task)
+    from ftlab.config import EvalConfig, TrainConfig
+
+    default = _plan()
+    # mtsamples_summarize: 965 training rows, 2 epochs, half ftlab's default rate, 10 % held out
+    summarize = _plan(eval=EvalConfig(task="summarization"),
+                      train=TrainConfig(epochs=2, learning_rate=1.5e-4, holdout_fraction=0.1))
     return {
         "create_model": sql.create_base_model(MODEL_BASE, "DEFAULT", DEFAULTS.endpoint),
         "create_model_named_connection": sql.create_base_model(MODEL_BASE, "my-project.us.bqml_conn",
                                                                DEFAULTS.endpoint),
-        "create_tuned_model": sql.create_tuned_model(MODEL_TUNED, "DEFAULT", TRAIN, opts),
-        "generate_text": sql.generate_text(MODEL_BASE, EVAL, **GEN),
-        "generate_text_retry": sql.generate_text(MODEL_TUNED, EVAL, **GEN, only_ids=True),
-        "evaluate_base": sql.evaluate(MODEL_BASE, EVAL, False, DEFAULTS.evaluation_task, **GEN),
-        "evaluate_tuned": sql.evaluate(MODEL_TUNED, EVAL, True, DEFAULTS.evaluation_task, **GEN),
+        "create_tuned_model": sql.create_tuned_model(MODEL_TUNED, "DEFAULT", TRAIN, _tune_options(default, 519)),
+        "create_tuned_model_summarization": sql.create_tuned_model(MODEL_TUNED, "DEFAULT", TRAIN,
+                                                                   _tune_options(summarize, 2 * 965)),
+        "generate_text": sql.generate_text(MODEL_BASE, EVAL, **GEN, function="ml"),
+        "generate_text_retry": sql.generate_text(MODEL_TUNED, EVAL, **GEN, only_ids=True, function="ml"),
+        "ai_generate_text": sql.generate_text(MODEL_BASE, EVAL, **GEN, function=DEFAULTS.generate_function),
+        "ai_generate_text_retry": sql.generate_text(MODEL_TUNED, EVAL, **GEN, only_ids=True, function="ai"),
+        "evaluate_base": sql.evaluate(MODEL_BASE, EVAL, False, default.task_type, **GEN),
+        "evaluate_tuned": sql.evaluate(MODEL_TUNED, EVAL, True, default.task_type, **GEN),
+        "evaluate_base_summarization": sql.evaluate(MODEL_BASE, EVAL, False, summarize.task_type, **GEN),
+        "evaluate_tuned_text_generation": sql.evaluate(MODEL_TUNED, EVAL, True, "TEXT_GENERATION", **GEN),
+        "evaluate_tuned_question_answering": sql.evaluate(MODEL_TUNED, EVAL, True, "QUESTION_ANSWERING", **GEN),
         "load_data": sql.load_data(sql.ref(P, D, "ftlab_train_raw"),
                                    "gs://cloud-samples-data/vertex-ai/model-evaluation/peft_train_sample.jsonl"),
         "build_prompt_table": sql.build_prompt_table(TRAIN, sql.ref(P, D, "ftlab_train_raw")),
     }
+
+
+KIND = {"create_model_named_connection": "create_model", "create_tuned_model_summarization": "create_tuned_model",
+        "generate_text_retry": "generate_text", "ai_generate_text": "generate_text",
+        "ai_generate_text_retry": "generate_text"}
+"""Golden file → the statement kind the fake must classify it as (default: the file's own name, or
+``evaluate`` for every ``evaluate_*``)."""
 
 
 REGENERATE = "python plugins/bqml/tests/regen_golden.py"
@@ -64,8 +94,7 @@ def test_fake_recognises_every_statement_kind(kind):
     from ftlab_bqml.fake.server import Faults
 
     found, _ = Engine(Faults()).classify(_statements()[kind])
-    assert found == kind.replace("_named_connection", "").replace("_retry", "").split("_base")[0] \
-        .replace("evaluate_tuned", "evaluate")
+    assert found == KIND.get(kind, "evaluate" if kind.startswith("evaluate") else kind)
 
 
 def test_evaluate_input_column_rule():

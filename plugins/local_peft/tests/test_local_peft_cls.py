@@ -284,3 +284,36 @@ def test_middle_truncation_keeps_both_ends(tmp_path):
     assert len(tok(head, add_special_tokens=False)["input_ids"]) <= 30
     assert "w199" in kept and "w0" in kept and "w100" not in kept
     assert encoding.truncate_text(tok, "short", 40, "middle", 10) == "short"
+
+
+def lora_b_still_zero(adapter_dir) -> list[str]:
+    """The adapter's ``lora_B`` tensors that are exactly zero. peft initialises every ``lora_B`` to
+    zero (the adapter starts as a no-op), so a tensor still zero after training never moved."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
+    b = {k: v for k, v in weights.items() if "lora_B" in k}
+    assert b, f"no lora_B tensors in {adapter_dir}: not a LoRA adapter"
+    return sorted(k for k, v in b.items() if not v.abs().max() > 0)
+
+
+def test_lora_cls_moves_every_lora_weight_not_only_the_head(cls):
+    """The head alone can lower the loss; the saved adapter shows the LoRA matrices trained too
+    (train_layers=0: every layer's q_proj and v_proj)."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(Path(cls.result.model.uri) / "adapter_model.safetensors"))
+    assert sum("lora_B" in k for k in weights) == 2 * cls.cfg.model.tiny.num_layers
+    assert lora_b_still_zero(cls.result.model.uri) == []
+
+
+def test_the_lora_check_fails_for_an_adapter_that_trained_nothing(tmp_path):
+    """What a method that trains only its head (or nothing) saves: every lora_B still zero."""
+    from peft import LoraConfig, get_peft_model
+
+    from ftlab_local_peft import loading
+
+    model = loading.build_tiny_model(make_cfg().model.tiny, 400)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    peft_model.save_pretrained(tmp_path / "untrained")
+    assert len(lora_b_still_zero(tmp_path / "untrained")) == 2 * make_cfg().model.tiny.num_layers

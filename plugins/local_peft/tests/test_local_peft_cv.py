@@ -76,3 +76,29 @@ def test_a_fold_result_equals_a_fresh_process(tmp_path):
     assert [p.raw_text for p in second.items] == [p.raw_text for p in fresh.items]
     for p, q in zip(second.items, fresh.items):  # fp32; the states came from passes over other batches
         assert p.scores == pytest.approx(q.scores, abs=1e-3)  # (another shared prefix): ~1e-4 apart
+
+
+def test_the_store_is_shared_per_model_dtype_and_device_unless_turned_off():
+    from types import SimpleNamespace
+
+    import torch
+
+    from ftlab_local_peft.device import Runtime
+    from ftlab_local_peft.features import StateCache, store_for
+    from ftlab_local_peft.plugin import LocalModelConfig, LocalPeftConfig
+
+    gguf, on = LocalModelConfig(), LocalPeftConfig()
+    cpu16, cpu32 = Runtime(torch.device("cpu"), True), Runtime(torch.device("cpu"), False)
+    assert store_for(gguf, on, cpu16) is store_for(LocalModelConfig(), LocalPeftConfig(), cpu16)
+    assert store_for(gguf, on, cpu16) is not store_for(gguf, on, cpu32)
+    assert store_for(gguf, LocalPeftConfig(share_features=False), cpu16) is not store_for(gguf, on, cpu16)
+    tiny = LocalModelConfig(source="tiny_random", name="tiny")
+    assert store_for(tiny, on, cpu16) is not store_for(tiny, on, cpu16)
+    cache = StateCache(max_splits=2)
+    state = SimpleNamespace()
+    cache.put(1, 4, [1], state)
+    cache.put(2, 4, [1], state)
+    cache.put(1, 4, [2], state)
+    assert len(cache) == 3
+    cache.put(3, 8, [1], state)  # a third split drops the oldest
+    assert cache.get(1, 4, [1]) is None and cache.get(2, 4, [1]) is state and len(cache) == 2

@@ -90,9 +90,17 @@ def _local_model(run, ref):
     """``ref`` with a local model folder that is gone replaced by the run's ``model/`` artifact."""
     from ftlab.contract import ModelRef
 
-    if not ref.uri or Path(ref.uri).exists():
+    from ftlab.contain import OutsideFolder, inside, is_local_path
+
+    if not ref.uri or not is_local_path(ref.uri):
         return ref
-    name = Path(ref.uri).name
+    if run.run_dir is not None:  # state.json or the tag may only name a model inside the run's folder
+        try:
+            if inside(run.run_dir, ref.uri, f"the tuned model of run {run.run_id}").exists():
+                return ref
+        except OutsideFolder as exc:
+            raise PredictError(str(exc)) from None
+    name = Path(ref.uri).name  # the folder is gone: never a path from elsewhere, the run's artifact
     got = run.download(f"model/{name}")
     if got is not None:
         return ModelRef(backend=ref.backend, kind=ref.kind, uri=str(got), extra=dict(ref.extra))

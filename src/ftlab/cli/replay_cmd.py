@@ -1,6 +1,7 @@
 """``ftlab replay RUN [key=value ...] [--allow-drift]``: run a recorded run again and compare.
 
-RUN is an MLflow run id or a run folder. Exit 0: every metric identical; 1: some differ;
+RUN is an MLflow run id or a run folder. Exit 0: every metric identical and the same weights
+loaded (``model.weights_sha256``); 1: some differ;
 2: not replayable (changed inputs without --allow-drift, secrets not supplied, no such run).
 """
 
@@ -41,4 +42,4 @@ def main(args: Sequence[str]) -> int:
           + (f", MLflow run {result.run_id}" if result.run_id else ""))
     for line in table(result):
         print(line)
-    return 1 if result.differences else 0
+    return 1 if result.differences or result.identity else 0

@@ -82,11 +82,16 @@ def main(args: Sequence[str]) -> int:
         from ftlab.runner import StageError, run
         from ftlab.tracking.mlflow_tracker import TrackingError
 
+        from ftlab.sweeps.attempts import record_job_start, record_job_value
+
+        record_job_start(cfg)  # a job of a search: its trial learns where its run folder is
         try:
-            return run(cfg)
+            value = run(cfg)
         except (DataError, ConfigError, StageError, TrackingError, PluginError) as exc:
             print(f"ftlab: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
+        record_job_value(cfg, value)  # a job of a search: its trial learns the result even if its return is lost
+        return value
 
     app = hydra.main(config_path=str(conf_dir), config_name="config", version_base="1.3")(task)
     saved = sys.argv

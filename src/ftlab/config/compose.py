@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ftlab.config import bounds
 from ftlab.config.run import RunConfig
 from ftlab.contract import CHECKED_KEYS, Decoding, Fallback
 from ftlab.plugins import did_you_mean
@@ -167,8 +168,68 @@ def validate(cfg: DictConfig | dict, plugins=None) -> RunConfig:
         typed = OmegaConf.to_object(node)
     except Exception as exc:
         raise ConfigError(explain(exc)) from exc
+    try:
+        bounds.check(typed)
+    except bounds.BoundsError as exc:
+        raise ConfigError(str(exc)) from None
     check_capabilities(typed, plugins or _maybe_plugins())
+    check_task(typed, plugins or _maybe_plugins())
     return typed
+
+
+def check_task(cfg: RunConfig, plugins=None):
+    """``eval.task`` against the registry, the config and the backend; returns the :class:`TaskType`.
+
+    A generation task has no closed label set: label-only keys (``data.labels``, lenient
+    ``data.acceptable``, ``train.class_weighting``, ``eval.decoding.mode=score_labels``) are refused, as
+    are unknown metrics, and a backend that does not declare the task (or the training method for it).
+    """
+    if plugins is None:
+        return None
+    from ftlab.plugins import PluginError
+
+    try:
+        task = plugins.task(cfg.eval.task)
+        plugins.metrics()  # every registered metric is checked at start-up, used or not
+        for name in cfg.eval.metrics:
+            plugins.metric(name)
+    except PluginError as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg.eval.metrics and not task.generative:
+        raise ConfigError(f"eval.metrics lists text metrics, but eval.task={task.name} is scored by its "
+                          f"classification report: leave eval.metrics empty")
+    info = plugins.backends().get(cfg.backend.name)
+    caps = info.capabilities if info is not None else None
+    declared = caps.tasks if caps is not None else None
+    if (task.generative and (declared is None or task.name not in declared)) or \
+            (declared is not None and task.name not in declared):
+        raise ConfigError(f"eval.task={task.name} is not supported by backend {cfg.backend.name!r}; it "
+                          f"supports eval.task: {', '.join(declared or ('classification',))}")
+    if not task.generative:
+        if "{labels}" not in cfg.prompt.template:
+            raise ConfigError("prompt.template must contain {labels} for eval.task=classification "
+                              "(the label list the model chooses from)")
+        return task
+    label_only = []
+    if "{labels}" in cfg.prompt.template:
+        label_only.append("prompt.template with {labels} (use a generation prompt, e.g. prompt=summarize)")
+    if cfg.data.labels:
+        label_only.append("data.labels (a generation task has no closed label set; use a data config "
+                          "with data.target_column, e.g. data=mtsamples_summarize)")
+    if _choice(cfg, "data.acceptable.source") != "none":
+        label_only.append("data.acceptable.source (acceptable labels; acceptable answers of question "
+                          "answering are a list in data.target_column)")
+    if _choice(cfg, "train.class_weighting") != "none":
+        label_only.append("train.class_weighting (per-class loss weights)")
+    if _choice(cfg, "eval.decoding.mode") != "generate":
+        label_only.append("eval.decoding.mode=score_labels (ranks labels; set eval.decoding.mode=generate)")
+    if label_only:
+        raise ConfigError(f"eval.task={task.name} cannot use label-only keys: " + "; ".join(label_only))
+    methods = caps.generation_methods if caps is not None else None
+    if methods is not None and _choice(cfg, "train.method") not in methods:
+        raise ConfigError(f"train.method={_choice(cfg, 'train.method')} does not train backend "
+                          f"{cfg.backend.name!r} for eval.task={task.name}; use train.method: {', '.join(methods)}")
+    return task
 
 
 def _type_model(node: DictConfig, plugins=None):
@@ -256,7 +317,7 @@ def unused_train_keys(cfg: RunConfig, plugins=None) -> list[str]:
 
 def decoding_for(cfg: RunConfig, fallbacks: Sequence[Fallback] = ()) -> Decoding:
     """``cfg.eval.decoding`` as handed to the backend, with a decoding-mode fallback applied."""
-    d = Decoding.from_config(cfg.eval.decoding)
+    d = Decoding.from_config(cfg.eval.decoding, seed=cfg.seed)
     for f in fallbacks:
         if f.key == "eval.decoding.mode":
             d = dataclasses.replace(d, mode=f.used)

@@ -7,10 +7,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
+from ftlab.config.bounds import at_least
+
 LABELS_AUTO = "auto"
 """``data.labels: auto``: the sorted distinct labels of the training file."""
 TABLE_ID = re.compile(r"^[a-z0-9][a-z0-9.:-]*\.[A-Za-z0-9_]+\.[A-Za-z0-9_$-]+$")
 """``project.dataset.table`` (a domain-scoped project such as ``example.com:proj`` included)."""
+
+from ftlab.config.bounds import at_least
 
 
 class OnError(Enum):
@@ -92,6 +96,8 @@ class DataConfig:
     """Column (JSON key) of the input text."""
     label_column: str = "output_text"
     """Column (JSON key) of the label."""
+    target_column: Optional[str] = None
+    """Generation tasks (eval.task other than classification): key of the reference text, or for question_answering of a list of acceptable answers (a JSON list, or a string split on data.acceptable.separator); null = data.label_column."""
     id_column: Optional[str] = None
     """Column holding a unique row id (used as the example id); null = `<split>-<0-based line or row>`."""
     labels: Any = field(default_factory=list)
@@ -100,9 +106,9 @@ class DataConfig:
     """A single-split data set: hold out this fraction of the training file (0 < f < 1) as the `eval` split, stratified by label, with `split_seed`; the row ids of each part are written to `data/split.json` in the run folder. Needs `eval_path` and `eval_table` null."""
     split_seed: int = 0
     """Seed of the `eval_fraction` split (kept apart from `seed`, so runs over several seeds share one eval split)."""
-    max_train_rows: Optional[int] = None
+    max_train_rows: Optional[int] = at_least(1, None)
     """Use only the first N training rows (files are pre-shuffled); null = all."""
-    max_eval_rows: Optional[int] = None
+    max_eval_rows: Optional[int] = at_least(1, None)
     """Use only the first N rows of each evaluation split; null = all."""
     acceptable: AcceptableLabelsConfig = field(default_factory=AcceptableLabelsConfig)
     """Lenient scoring: where the acceptable labels of each row come from."""

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import List
 
+from ftlab.config.bounds import at_least, within
+
 
 class DecodingMode(Enum):
     generate = "generate"  # free generation, then the host's answer parser
@@ -18,14 +20,16 @@ class DecodingConfig:
 
     mode: DecodingMode = DecodingMode.score_labels
     """generate or score_labels. Each backend declares the modes it supports (`ftlab plugins`); another mode fails at validation, unless the backend documents a fallback (e.g. score_labels → generate on a service that only returns text), which the run applies, prints and tags as `ftlab.fallback.eval.decoding.mode`."""
-    max_new_tokens: int = 16
+    max_new_tokens: int = at_least(1, 16)
     """generate: tokens to generate at most."""
-    temperature: float = 0.0
+    temperature: float = at_least(0, 0.0)
     """generate: 0 = greedy."""
-    top_p: float = 1.0
+    top_p: float = within(0, 1, 1.0, lo_open=True)
     """generate: nucleus sampling mass."""
-    batch_size: int = 8
+    batch_size: int = at_least(1, 8)
     """Examples per forward pass."""
+    stop: List[str] = field(default_factory=list)
+    """generate: strings that end an answer (cut before the first one found; the end token always ends it)."""
 
 
 class CVGroupBy(Enum):
@@ -37,7 +41,7 @@ class CVGroupBy(Enum):
 class CVConfig:
     """Cross-validation on the training split (stage `cross_validate`): selection without the reported split."""
 
-    folds: int = 0
+    folds: int = at_least(0, 0)
     """k of a stratified, grouped k-fold on the training split; 0 = off. With k >= 2 the run trains on k-1 folds and scores the held-out one, k times, through the same evaluator, before the configured training on the whole split; it logs each headline metric per fold (`cv/fold_<i>/<metric>`), their mean, std and standard error (`cv/<metric>_mean`, `_std`, `_stderr`) and the pooled out-of-fold scores (`cv/oof/<metric>`)."""
     seed: int = 0
     """Seed of the fold assignment (the same seed gives the same folds on the same data, for every backend and config)."""
@@ -49,17 +53,21 @@ class CVConfig:
 class EvalConfig:
     """Evaluation settings, shared by every backend."""
 
+    task: str = "classification"
+    """What a row's target is and what scores it: classification (a label of data.labels), text_generation, summarization, question_answering (data.target_column holds a reference text or a list of acceptable answers), or a task a plugin registers (`ftlab plugins`). See docs/evaluation.md, "Tasks"."""
+    metrics: List[str] = field(default_factory=list)
+    """Generation tasks: registered text metrics to compute (rouge, bleu, chrf, bleu4, exact_match, token_f1, or a plugin's); empty = the task's own list."""
     splits: List[str] = field(default_factory=lambda: ["eval"])
     """Splits to evaluate (eval, test)."""
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
     """Answer production."""
     lenient: bool = True
     """Also report lenient metrics when the data has acceptable labels."""
-    bootstrap_samples: int = 1000
+    bootstrap_samples: int = at_least(1, 1000)
     """Paired bootstrap resamples for the compare stage."""
     bootstrap_seed: int = 0
     """Seed of the bootstrap."""
-    confidence: float = 0.95
+    confidence: float = within(0, 1, 0.95, lo_open=True, hi_open=True)
     """Confidence level of the intervals."""
     cv: CVConfig = field(default_factory=CVConfig)
     """Cross-validation on the training split (docs/evaluation.md, "Cross-validation")."""
@@ -68,7 +76,5 @@ class EvalConfig:
         bad = [s for s in self.splits if s not in ("eval", "test")]
         if bad:
             raise ValueError(f"eval.splits: unknown split {bad[0]!r} (known: eval, test)")
-        if not 0 < self.confidence < 1:
-            raise ValueError("eval.confidence must be in (0, 1)")
         if self.cv.folds == 1 or self.cv.folds < 0:
             raise ValueError(f"eval.cv.folds must be 0 (off) or at least 2, not {self.cv.folds}")

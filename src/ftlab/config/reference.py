@@ -55,6 +55,13 @@ def _type(t) -> str:
     return str(t).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
+def _range(f: dataclasses.Field) -> str:
+    from ftlab.config.bounds import range_of
+
+    rng = range_of(f)
+    return f", {rng.text().replace('>=', '≥').replace('<=', '≤')}" if rng is not None else ""
+
+
 def rows(cls: type, prefix: str) -> list[str]:
     docs, hints, out = field_docs(cls), typing.get_type_hints(cls), []
     for f in dataclasses.fields(cls):
@@ -62,7 +69,7 @@ def rows(cls: type, prefix: str) -> list[str]:
         if dataclasses.is_dataclass(t):
             out += rows(t, f"{prefix}{f.name}.")
             continue
-        out.append(f"| `{prefix}{f.name}` | {_type(t)} | {_default(f)} | {docs.get(f.name, '')} |")
+        out.append(f"| `{prefix}{f.name}` | {_type(t)}{_range(f)} | {_default(f)} | {docs.get(f.name, '')} |")
     return out
 
 

@@ -68,6 +68,9 @@ class RunConfig:
     """Objective of sweeps and searches (docs/sweeps.md)."""
 
     def __post_init__(self) -> None:
+        from ftlab.contain import safe_name
+
+        safe_name(self.experiment, "experiment")  # a folder name: outputs/<experiment>/, multirun/…
         if Stage.cross_validate in self.stages and self.eval.cv.folds < 2:
             raise ValueError("stages include cross_validate but eval.cv.folds is "
                              f"{self.eval.cv.folds}: set eval.cv.folds=5 (or another k >= 2)")

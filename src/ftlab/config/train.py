@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import List
 
+from ftlab.config.bounds import above, at_least, within
+
 
 class TrainMethod(Enum):
     lora = "lora"  # LoRA adapters, generative: learn to write the label after the prompt
@@ -28,11 +30,11 @@ class MultiLabel(Enum):
 class LoraConfig:
     """LoRA adapter shape."""
 
-    r: int = 16
+    r: int = at_least(1, 16)
     """Rank of the update matrices."""
-    alpha: int = 32
+    alpha: int = above(0, 32)
     """Scaling numerator (scale = alpha / r)."""
-    dropout: float = 0.05
+    dropout: float = within(0, 1, 0.05, hi_open=True)
     """Dropout on the adapter input."""
     target_modules: List[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     """Module names to adapt (as the backend's model names them)."""
@@ -47,38 +49,31 @@ class TrainConfig:
     """lora (generative), lora_cls (LoRA + classification head) or none. Each backend declares the methods it supports (`ftlab plugins`); another method fails at validation, unless the backend documents a fallback (tfidf: lora → its own classifier fit), which the run applies, prints and tags as `ftlab.fallback.train.method`."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA shape (method=lora or lora_cls)."""
-    epochs: float = 1.0
-    """Passes over the training split (ignored when max_steps > 0)."""
-    max_steps: int = -1
+    epochs: float = above(0, 1.0)
+    """Passes over the training split (ignored when max_steps is set, but still checked)."""
+    max_steps: int = at_least(1, -1, unset=-1)
     """Optimizer steps; -1 = derive from epochs."""
-    learning_rate: float = 3e-4
+    learning_rate: float = above(0, 3e-4)
     """Peak learning rate."""
     lr_scheduler: str = "linear"
     """Learning-rate schedule after warm-up, e.g. linear, cosine or constant; each backend maps it (`ftlab plugins`)."""
-    warmup_ratio: float = 0.05
+    warmup_ratio: float = within(0, 1, 0.05, hi_open=True)
     """Fraction of steps spent warming up."""
-    weight_decay: float = 0.0
+    weight_decay: float = at_least(0, 0.0)
     """Decoupled weight decay of the optimizer."""
-    batch_size: int = 4
+    batch_size: int = at_least(1, 4)
     """Examples per device step."""
-    gradient_accumulation_steps: int = 2
+    gradient_accumulation_steps: int = at_least(1, 2)
     """Steps accumulated per optimizer step."""
-    logging_steps: int = 5
+    logging_steps: int = at_least(1, 5)
     """Log train/loss every N optimizer steps."""
     eval_loss: bool = False
     """Compute eval/loss on the eval split at the end of each epoch (costs time)."""
+    holdout_fraction: float = within(0, 1, 0.0, hi_open=True)
+    """Fraction of the training split a tuning service holds out as its own validation data (0 = none; ftlab's eval split is never used for it). bqml: DATA_SPLIT_METHOD='RANDOM' with DATA_SPLIT_EVAL_FRACTION; a backend that does not use it reports it as unused."""
     seed: int = 42
     """Seed for shuffling, dropout and adapter initialisation."""
     class_weighting: ClassWeighting = ClassWeighting.none
     """Loss weight per class: none, sqrt or balanced (inverse frequency; macro-F1 weighs classes equally)."""
     multi_label: MultiLabel = MultiLabel.rows
     """Texts filed under several labels: rows (train each row) or soft (one item, target spread over them)."""
-
-    def __post_init__(self) -> None:
-        if self.max_steps <= 0 and self.epochs <= 0:
-            raise ValueError("train.epochs must be > 0 unless train.max_steps > 0")
-        if not self.learning_rate > 0:  # 0 trains nothing, < 0 climbs the loss; both silently
-            raise ValueError(f"train.learning_rate must be > 0 (got {self.learning_rate})")
-        for key in ("batch_size", "gradient_accumulation_steps", "logging_steps"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"train.{key} must be >= 1")

@@ -244,6 +244,7 @@ def collect(run: RecordedRun, defaults_cache: Optional[dict] = None) -> RunView:
         notes.append("This run recorded no evaluation metrics (did it fail before evaluating?).")
     if run.status != "FINISHED":
         notes.append(f"Run status is {run.status}: numbers may be partial.")
+        notes += [run.status_note] if run.status_note else []
     return RunView(run, started, config, changes, note, splits, charts, _provenance(run), native, notes)
 
 

@@ -26,6 +26,11 @@ def _multirun_cfg() -> Any:
     return hc if hc is not None and hc.mode == RunMode.MULTIRUN else None
 
 
+def in_multirun() -> bool:
+    """This process runs a job of a Hydra multirun (a sweep or a search)."""
+    return _multirun_cfg() is not None
+
+
 def uri_id(uri: str) -> str:
     """A tracking URI's fingerprint: jobs check they log to the parent's store without the URI
     (which may hold credentials) being written to the sweep folder."""
@@ -86,6 +91,8 @@ def job_tags(tracking_uri: str) -> dict[str, str]:
     for var in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS"):
         if os.environ.get(var) is not None:
             tags[f"ftlab.env.{var}"] = os.environ[var]
+    if os.environ.get("FTLAB_TRIAL"):  # a job of an Optuna search: which trial this attempt belongs to
+        tags["ftlab.optuna.trial"] = os.environ["FTLAB_TRIAL"]
     if os.environ.get("FTLAB_THREADS"):  # set by the sweep callback for concurrent local jobs
         tags["ftlab.threads"] = os.environ["FTLAB_THREADS"]
     if info and info.get("tracking_uri_id") == uri_id(tracking_uri):
@@ -98,11 +105,21 @@ def objective_key(cfg: Any) -> str:
     the runs cross-validate (``eval.cv.folds`` >= 2), else the last evaluated stage's macro-F1."""
     if cfg.sweep.objective:
         return str(cfg.sweep.objective)
+    metric = task_headline(str(cfg.eval.task))
     stages = [getattr(s, "value", s) for s in cfg.stages]
     if int(cfg.eval.cv.folds) >= 2 or "cross_validate" in stages:
-        return "cv/macro_f1_mean"
+        return f"cv/{metric}_mean"
     stage = "tuned" if "evaluate_tuned" in stages else "base"
-    return f"eval/{stage}/{cfg.eval.splits[0]}/macro_f1"
+    return f"eval/{stage}/{cfg.eval.splits[0]}/{metric}"
+
+
+def task_headline(task: str) -> str:
+    """The first headline metric of ``eval.task`` (``macro_f1``; ``rougeL_f1`` for summarization …)."""
+    if task == "classification":
+        return "macro_f1"
+    from ftlab.plugins import get_plugins
+
+    return get_plugins().task(task).headline[0]
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

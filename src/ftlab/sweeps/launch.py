@@ -7,6 +7,7 @@ the job's config, the task function and Hydra's singletons travel pickled; ``env
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -41,7 +42,16 @@ def execute_job(idx: int, overrides: Sequence[str], hydra_context: Any, config: 
 
 
 def _set_env(env: dict[str, str]) -> None:
+    """Worker start: its environment, and (Linux) SIGKILL when the driver dies, so a job never
+    outlives the search that launched it (a restarted search would run its trial again beside it)."""
     os.environ.update(env)
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _run_pickled(payload: bytes) -> bytes:
@@ -90,12 +100,36 @@ def slots(devices: Optional[Sequence[Any]], n_jobs: int) -> list[dict[str, str]]
     return [{**common, "CUDA_VISIBLE_DEVICES": ""} for _ in range(count)]
 
 
-def launch_pinned(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
-    """Each slot is a fresh process (spawn) whose environment pins it; jobs wait in one queue."""
+def _slot_pool(launcher: Any, k: int, env: dict[str, str]) -> Any:
+    """Slot ``k``'s worker process, kept across launches (a search launches batch after batch; a fresh
+    process per batch paid the imports every time). Started from the calling (main) thread, since
+    the driver-death signal of :func:`_set_env` follows the thread that started the process."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    pools = launcher.__dict__.setdefault("_ftlab_pools", {})
+    key = json.dumps(env, sort_keys=True)
+    have = pools.get(k)
+    if have is not None and have[0] == key and not getattr(have[1], "_broken", False):
+        return have[1]
+    if have is not None:
+        have[1].shutdown(wait=False, cancel_futures=True)
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_set_env, initargs=(env,))
+    pool.submit(int).result()  # start it now, in this thread
+    pools[k] = (key, pool)
+    return pool
+
+
+def launch_pinned(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
+    """Each slot is a worker process (spawn) whose environment pins it; jobs wait in one queue. A job
+    whose process dies is returned as died (:func:`ftlab.sweeps.attempts.died`) and its slot gets a
+    fresh process for the jobs still queued."""
+    from concurrent.futures.process import BrokenProcessPool
+
     import cloudpickle
+
+    from ftlab.sweeps.attempts import died
 
     state, forwarded = _prepare(launcher, job_overrides)
     envs = slots(launcher.devices, launcher.n_jobs)
@@ -107,30 +141,34 @@ def launch_pinned(launcher: Any, job_overrides: Sequence[Sequence[str]], initial
     results: list[Any] = [None] * len(job_overrides)
     errors: list[BaseException] = []
 
-    def worker(env: dict[str, str]) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_set_env,
-                                 initargs=(env,)) as pool:
-            while True:
-                try:
-                    i = todo.get_nowait()
-                except queue.Empty:
-                    return
+    def worker(pool: Any, env: dict[str, str]) -> None:
+        while True:
+            try:
+                i = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
                 payload = cloudpickle.dumps((initial_job_idx + i, list(job_overrides[i]),
                                              launcher.hydra_context, launcher.config,
                                              launcher.task_function, state, {**forwarded, **env}))
-                try:
-                    results[i] = cloudpickle.loads(pool.submit(_run_pickled, payload).result())
-                except BaseException as exc:  # a crashed worker process: report, keep the queue going
-                    errors.append(exc)
-                    return
+                results[i] = cloudpickle.loads(pool.submit(_run_pickled, payload).result())
+            except BrokenProcessPool as exc:  # the job's process was killed: that job died
+                log.warning("ftlab_devices: job %d's process died (%s)", initial_job_idx + i, exc)
+                results[i] = died(f"job {initial_job_idx + i}'s process died before it returned "
+                                  f"({type(exc).__name__})")
+                return  # this slot's process is gone: a fresh one takes the rest
+            except BaseException as exc:  # anything else: report, keep the queue going
+                errors.append(exc)
+                results[i] = died(f"job {initial_job_idx + i} could not run: {exc!r}")
 
-    threads = [threading.Thread(target=worker, args=(e,), daemon=True) for e in envs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors or any(r is None for r in results):
+    while not todo.empty():
+        pools = [_slot_pool(launcher, k, env) for k, env in enumerate(envs)]
+        threads = [threading.Thread(target=worker, args=(p, e), daemon=True) for p, e in zip(pools, envs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if any(r is None for r in results):
         raise RuntimeError(f"ftlab_devices: {len(errors)} worker(s) crashed: {errors[:1]}")
     return results
 

@@ -93,7 +93,7 @@ class TrialReporter:
 def job_reporter(cfg: Any, intermediate_values: tuple[str, ...]) -> Optional[TrialReporter]:
     """The reporter of this job's trial, or None (not a job of a pruned Optuna search)."""
     number = os.environ.get(TRIAL_ENV)
-    if not number:
+    if not number or list(getattr(cfg, "seeds", None) or []):  # with seeds a trial's value is a mean
         return None
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf

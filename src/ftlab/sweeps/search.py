@@ -5,7 +5,10 @@ MLflow needs (docs/pitfalls.md), so its studies cannot persist. This one runs on
 
 Resume rule: the study (storage + name) is the record. ``n_trials`` counts every finished trial
 (complete, pruned, failed) of the study, whoever ran it; a trial left RUNNING by a dead driver on this
-host is marked failed (``ftlab.interrupted``, not counted) and its parameters are enqueued once.
+host is COMPLETE if its jobs recorded their results, else interrupted (FAIL with ``ftlab.interrupted``,
+not counted) and its parameters are enqueued once. A job whose process was killed is handled the same
+way while the driver lives, and the MLflow runs of killed attempts are ended KILLED
+(:mod:`ftlab.sweeps.attempts`).
 
 Pruning (``hydra.sweeper.pruner``, :mod:`ftlab.sweeps.prune`): each job learns its trial number from
 ``FTLAB_TRIAL`` and reports to the trial itself; a job whose trial was pruned leaves the user attribute
@@ -15,7 +18,6 @@ Pruning (``hydra.sweeper.pruner``, :mod:`ftlab.sweeps.prune`): each job learns i
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 from pathlib import Path
@@ -23,8 +25,8 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.sweeps.context import SEED_KEYS
-from ftlab.sweeps.prune import PRUNED_ATTR, STORAGE_ENV, TRIAL_ENV, enabled
+from ftlab.sweeps.context import SEED_KEYS, objective_key
+from ftlab.sweeps.prune import STORAGE_ENV, TRIAL_ENV, enabled
 
 log = logging.getLogger("ftlab")
 PARENT_ATTR = "ftlab.mlflow_parent_run_id"
@@ -160,23 +162,38 @@ class Search:
             return optuna.samplers.TPESampler(seed=seed)
         raise ValueError(f"hydra.sweeper.sampler={self.sampler_name!r}: use tpe or random")
 
-    def _recover(self, study: Any) -> None:
-        """Trials left RUNNING by a dead driver: mark failed, enqueue their parameters once."""
+    def _recover(self, study: Any, per: int) -> None:
+        """Trials left RUNNING by a dead driver: complete from their jobs' recorded results (or
+        pruned), else interrupted and their parameters enqueued once."""
         from optuna.trial import TrialState
+
+        from ftlab.sweeps.attempts import settle
 
         waiting = [t.params for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if _alive(str(t.user_attrs.get("ftlab.driver", ""))):
                 continue
-            if PRUNED_ATTR in t.user_attrs:  # its job was pruned before the driver died: done
-                study.tell(t.number, state=TrialState.PRUNED)
+            if t.params in waiting:  # queued again already: only end this attempt
+                study._storage.set_trial_user_attr(t._trial_id, "ftlab.interrupted", True)
+                study.tell(t.number, state=TrialState.FAIL)
                 continue
-            study._storage.set_trial_user_attr(t._trial_id, "ftlab.interrupted", True)
-            study.tell(t.number, state=TrialState.FAIL)
-            if t.params and t.params not in waiting:
-                study.enqueue_trial(t.params, user_attrs={"ftlab.retry_of": t.number})
-                waiting.append(t.params)
-            log.info("optuna: trial %d was interrupted; its parameters are queued again", t.number)
+            state = settle(study, t, None, per, self._objective())
+            log.info("optuna: trial %d of a driver that died: %s", t.number, state)
+
+    def _objective(self) -> str:
+        """The metric a job's run folder is read for when its return was lost ("" if not known)."""
+        try:
+            return objective_key(self.config)
+        except Exception:  # a config without stages/eval (tests drive the loop with a stub)
+            return ""
+
+    def _mark_killed(self, study: Any) -> None:
+        from ftlab.sweeps.attempts import mark_killed_attempts
+        from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
+
+        if OmegaConf.select(self.config, "tracking.enabled", default=True):
+            uri = resolve_tracking_uri(OmegaConf.select(self.config, "tracking.uri", default=None))
+            mark_killed_attempts(study, uri, recorded_parent(study))
 
     @staticmethod
     def finished(study: Any) -> int:
@@ -188,7 +205,8 @@ class Search:
 
     def run(self, arguments: list[str]) -> Any:
         from hydra.core.override_parser.overrides_parser import OverridesParser
-        from optuna.trial import TrialState
+
+        from ftlab.sweeps.attempts import settle
 
         space = dict(self.space)
         fixed = []
@@ -208,7 +226,9 @@ class Search:
         if prune and seeds:
             log.warning("hydra.sweeper.pruner is ignored with seeds: a trial's value is a mean over seeds")
             prune = False
-        self._recover(study)
+        per = max(1, len(seeds))
+        self._recover(study, per)
+        self._mark_killed(study)
         study.sampler = self._sampler(len(study.trials))
         done = self.finished(study)
         log.info("optuna study %r: %d of %d trials finished", study.study_name, done, self.n_trials)
@@ -218,33 +238,27 @@ class Search:
             jobs: list[list[str]] = []
             for t in trials:
                 t.set_user_attr("ftlab.driver", self.driver)
+                # names the trial and its storage to the job, in whichever process it runs: the job
+                # records its result there (and reports to its pruner)
                 base = fixed + [f"{k}={v}" for k, v in t.params.items()]
-                if prune:  # names the trial and its storage to the job, in whichever process it runs
-                    base += [f"++hydra.job.env_set.{TRIAL_ENV}={t.number}",
-                             f"++hydra.job.env_set.{STORAGE_ENV}={study_storage}"]
+                base += [f"++hydra.job.env_set.{TRIAL_ENV}={t.number}",
+                         f"++hydra.job.env_set.{STORAGE_ENV}={study_storage}"]
                 if seeds:
                     jobs += [base + [f"seed={s}", "train.seed=${seed}"] for s in seeds]
                 else:
                     jobs.append(base)
-            per = max(1, len(seeds))
-            returns = self.launcher.launch(jobs, initial_job_idx=trials[0].number * per)
+            try:
+                returns = self.launcher.launch(jobs, initial_job_idx=trials[0].number * per)
+            except Exception as exc:  # e.g. joblib's TerminatedWorkerError: what each job recorded tells
+                log.warning("optuna: the launcher failed (%s: %s); each trial is settled from what its "
+                            "jobs recorded", type(exc).__name__, str(exc).splitlines()[0][:300] if str(exc) else "")
+                returns = None
             for i, t in enumerate(trials):
-                if prune and PRUNED_ATTR in study._storage.get_trial(t._trial_id).user_attrs:
-                    study.tell(t, state=TrialState.PRUNED)  # value: its last intermediate value
-                    continue
-                values = []
-                for r in returns[i * per:(i + 1) * per]:
-                    try:
-                        values.append(float(r.return_value))
-                    except Exception as exc:  # a failed job: its trial fails, the search goes on
-                        log.warning("optuna: trial %d job failed: %s", t.number, exc)
-                values = [v for v in values if not math.isnan(v)]
-                if len(values) == per:
-                    study.tell(t, sum(values) / per)
-                else:
-                    study.tell(t, state=TrialState.FAIL)
+                settle(study, t, returns[i * per:(i + 1) * per] if returns is not None else None, per,
+                       self._objective())
             results.append(returns)
             done = self.finished(study)
+        self._mark_killed(study)
         try:
             best = study.best_trial
             log.info("optuna best trial %d: %s = %s", best.number, best.params, best.value)

@@ -49,6 +49,17 @@ def flatten(d: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def start_wait_s() -> float:
+    """How long a new run waits for an unreachable tracking server before failing: ``0`` for a single
+    run (a dead server fails fast, before any work), 120 s for a job of a sweep (a server restart
+    must not cost a trial), ``$FTLAB_TRACKING_WAIT_S`` if set."""
+    if os.environ.get("FTLAB_TRACKING_WAIT_S"):
+        return float(os.environ["FTLAB_TRACKING_WAIT_S"])
+    from ftlab.sweeps.context import in_multirun
+
+    return 120.0 if in_multirun() else 0.0
+
+
 def _timed(method):
     """Add the method's wall time to ``self.seconds`` (the tracking overhead a run reports)."""
     @functools.wraps(method)
@@ -73,6 +84,8 @@ class Tracker:
         self.run_name = run_name
         self.run_id: Optional[str] = None
         self._client = None
+        self.reopened = False
+        """``start`` continued the MLflow run recorded in the run folder (a resume on the same store)."""
         self._broken = False
         self._metrics_file = run_dir / "metrics.jsonl"
         self.last_metrics: dict[str, float] = {}
@@ -97,11 +110,26 @@ class Tracker:
             if info.get("tracking_uri") in (self.uri, redact_uri(self.uri)):
                 try:
                     client.update_run(info["run_id"], status="RUNNING")
-                    self._client, self.run_id = client, info["run_id"]
+                    self._client, self.run_id, self.reopened = client, info["run_id"], True
                     return
                 except Exception as exc:
                     raise TrackingError(f"cannot reopen MLflow run {info['run_id']} at "
                                         f"{redact_uri(self.uri)}: {redact_text(str(exc))}") from None
+        deadline, warned = time.monotonic() + start_wait_s(), False
+        while True:
+            try:
+                self._create(client, tags)
+                return
+            except TrackingError:
+                if time.monotonic() >= deadline:
+                    raise
+                if not warned:
+                    log.warning("MLflow at %s is not reachable; this sweep job waits for it (up to %.0f s)",
+                                redact_uri(self.uri), deadline - time.monotonic())
+                    warned = True
+                time.sleep(2.0)
+
+    def _create(self, client, tags: Mapping[str, str]) -> None:
         try:
             exp = client.get_experiment_by_name(self.experiment)
             if exp is None:
@@ -111,7 +139,7 @@ class Tracker:
                 exp_id = client.create_experiment(self.experiment, artifact_location=location)
             else:
                 exp_id = exp.experiment_id
-            run = client.create_run(exp_id, run_name=self.run_name,
+            run = client.create_run(exp_id, run_name=redact_text(self.run_name) if self.run_name else None,
                                     tags={k: redact_text(str(v)) for k, v in tags.items()})
         except Exception as exc:
             raise TrackingError(f"MLflow tracking server at {redact_uri(self.uri)} is not usable: "

@@ -85,15 +85,23 @@ def _remote_files(client: Any, run_id: str, path: Optional[str] = None,
 def _local_files(run_dir: Path, entries: list[dict]) -> dict[str, Path]:
     """Artifact path → local file, for every artifact the journal names (folders expanded the way
     :meth:`Tracker.log_artifact` uploads them)."""
+    from ftlab.contain import OutsideFolder, inside, relative_key
+
     out: dict[str, Path] = {}
     for e in entries:
-        local, parent = run_dir / e["path"], e.get("artifact_path") or ""
-        if local.is_dir():
-            top = f"{parent}/{local.name}" if parent else local.name
-            for f in sorted(p for p in local.rglob("*") if p.is_file()):
-                out[f"{top}/{f.relative_to(local).as_posix()}"] = f
-        else:
-            out[f"{parent}/{local.name}" if parent else local.name] = local
+        what = f"{run_dir / journal.JOURNAL}: artifact entry {json.dumps(e)[:200]}"
+        try:
+            local = inside(run_dir, str(e["path"]), what)
+            parent = relative_key(e.get("artifact_path"), what) or ""
+            if local.is_dir():
+                top = f"{parent}/{local.name}" if parent else local.name
+                for f in sorted(p for p in local.rglob("*") if p.is_file()):
+                    inside(run_dir, f, f"{what} (its file {f})")  # a symlink out of the folder
+                    out[f"{top}/{f.relative_to(local).as_posix()}"] = f
+            else:
+                out[f"{parent}/{local.name}" if parent else local.name] = local
+        except OutsideFolder as exc:
+            raise SyncError(f"{exc}; nothing was uploaded") from None
     return out
 
 
@@ -109,6 +117,14 @@ def sync(run_dir: Path, uri: Optional[str] = None) -> SyncReport:
                         f"(tracking.enabled=false, or not an ftlab run folder)")
     rec = json.loads(rec_path.read_text(encoding="utf-8"))
     run_id, uri = rec["run_id"], _uri(rec.get("tracking_uri", ""), uri)
+    if uri == rec.get("tracking_uri"):  # not given on the command line: the folder names the store
+        from ftlab.contain import OutsideFolder, trusted_store
+        from ftlab.tracking.mlflow_tracker import resolve_tracking_uri
+
+        try:
+            trusted_store(uri, resolve_tracking_uri(None), run_dir)
+        except OutsideFolder as exc:
+            raise SyncError(str(exc)) from None
     shown = redact_uri(uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(tracking_uri=uri)
@@ -119,12 +135,13 @@ def sync(run_dir: Path, uri: Optional[str] = None) -> SyncReport:
                         f"{redact_text(str(exc).splitlines()[0][:200] if str(exc) else '')}); "
                         f"nothing was uploaded: is the server back?") from None
     report = SyncReport(run_id, shown)
+    entries = list(journal.read(run_dir))
+    local_files = _local_files(run_dir, [e for e in entries if e["op"] == "artifact"])  # checked first
     params: dict[str, str] = {}
     tags: dict[str, str] = {}
     points: dict[str, dict[tuple, None]] = {}
-    artifacts: list[dict] = []
     end: Optional[dict] = None
-    for e in journal.read(run_dir):
+    for e in entries:
         if e["op"] == "params":
             params.update(e["params"])
         elif e["op"] == "tags":
@@ -132,8 +149,6 @@ def sync(run_dir: Path, uri: Optional[str] = None) -> SyncReport:
         elif e["op"] == "metrics":
             for k, v in e["metrics"].items():
                 points.setdefault(k, {})[_point(e["ts"], e["step"], v)] = None
-        elif e["op"] == "artifact":
-            artifacts.append(e)
         elif e["op"] == "end":
             end = e
 
@@ -161,7 +176,7 @@ def sync(run_dir: Path, uri: Optional[str] = None) -> SyncReport:
     report.metrics = len(todo_m)
 
     remote = _remote_files(client, run_id)
-    for rel, local in _local_files(run_dir, artifacts).items():
+    for rel, local in local_files.items():
         if not local.is_file():
             report.notes.append(f"artifact {rel}: {local} is gone, not uploaded")
             continue

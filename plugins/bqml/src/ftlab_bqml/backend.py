@@ -3,8 +3,10 @@
 Prompt handling: each row's prompt is rendered in Python by the host's ``Prompt.render`` (the
 host's character budget ``prompt.max_input_chars``, no token cut, no chat template: the remote model
 wraps it itself) and uploaded as the ``prompt`` column next to ``id``, ``input_text`` and
-``output_text``; every statement reads that column, and predictions read it back from
-ML.GENERATE_TEXT's output, so each prediction records the text BigQuery used. local_peft sends the
+``output_text`` (the label, or a generation task's reference: ``Example.target``); every statement
+reads that column, and predictions read it back from the generate function's output
+(``backend.generate_function``: ``AI.GENERATE_TEXT`` by default), so each prediction records the
+text BigQuery used. local_peft sends the
 same instruction only under a host budget (``prompt=classify_portable``); docs/backends/README.md.
 """
 
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import sys
 import time
@@ -21,8 +22,8 @@ from typing import Any, Optional, Sequence
 
 from ftlab.contract import Decoding, Example, ModelRef, Prediction, Predictions, TrainedModel, TrainJob
 
-from ftlab.evaluate import slug  # the host's slug, so native keys match ftlab's
-from ftlab_bqml import jobs, sql
+from ftlab_bqml import jobs, sql, tuning
+from ftlab_bqml.native import NativeEvaluation, flatten_evaluation
 
 DRY_RUN_STATUS = "dry_run: nothing was sent"
 
@@ -56,6 +57,8 @@ class BqmlBackend:
         from ftlab_bqml.validate import check_endpoint
 
         check_endpoint("endpoint", self.endpoint)
+        self.plan = tuning.plan(cfg)
+        """Tuning options and task type from backend.*, train.* and eval.task (checked before any SQL)."""
 
     # -- names -------------------------------------------------------------------------------
     def _ref(self, name: str) -> str:
@@ -97,7 +100,7 @@ class BqmlBackend:
             prefix, suffix = sql.prompt_pieces(prompt)
             key = _sha([uri, prefix, suffix, prompt.max_input_chars, prompt.truncation_side])
         else:
-            rows = [{"id": ex.id, "input_text": ex.text, "output_text": ex.label, "prompt": prompt.render(ex.text)}
+            rows = [{"id": ex.id, "input_text": ex.text, "output_text": ex.target, "prompt": prompt.render(ex.text)}
                     for ex in examples]
             key = _sha(rows)
         name = f"{self.cfg.name_prefix}_{split}_{key}"
@@ -134,14 +137,21 @@ class BqmlBackend:
     # -- predict ---------------------------------------------------------------------------------
     def predict(self, model: ModelRef, examples: Sequence[Example], prompt: Any,
                 decoding: Decoding) -> Predictions:
-        """ML.GENERATE_TEXT over the split; rows with a non-empty status are retried alone."""
+        """The generate function over the split; rows with a non-empty status are retried alone.
+
+        The answer is the raw text (the host parses a label only for classification), cut before the
+        first ``decoding.stop`` string: the cut is made here rather than sent as ``stop_sequences``, so
+        no configured text enters the SQL (under greedy decoding the text is the same)."""
         t0 = time.monotonic()
         start = self.runner.stats.snapshot()
         self._ensure_model(model)
         table = self._table_for(examples, prompt)
         tokens, temperature, top_p = self._gen_params(decoding)
         model_sql = self._model_ref(model)
-        rows = self._send("generate_text", sql.generate_text(model_sql, table, tokens, temperature, top_p))
+        function = self.cfg.generate_function
+        text_col, status_col = sql.GENERATE_COLUMNS[function]
+        rows = self._send("generate_text", sql.generate_text(model_sql, table, tokens, temperature, top_p,
+                                                             function=function))
         if self.cfg.dry_run:
             items = tuple(Prediction(id=ex.id, raw_text="", status=DRY_RUN_STATUS) for ex in examples)
             return Predictions(model=model, items=items, metrics={})
@@ -151,8 +161,7 @@ class BqmlBackend:
         rounds = retried = 0
         while True:
             for r in rows:
-                results[str(r["id"])] = (r.get("ml_generate_text_llm_result") or "",
-                                         r.get("ml_generate_text_status") or "")
+                results[str(r["id"])] = (r.get(text_col) or "", r.get(status_col) or "")
                 sent[str(r["id"])] = r.get("prompt") or ""
             failing = sorted(i for i in wanted if i not in results or results[i][1])
             if not failing or rounds >= self.cfg.row_retries:
@@ -161,11 +170,14 @@ class BqmlBackend:
             rounds += 1
             retried += len(failing)
             rows = self.runner.run("generate_text_retry",
-                                   sql.generate_text(model_sql, table, tokens, temperature, top_p, only_ids=True),
+                                   sql.generate_text(model_sql, table, tokens, temperature, top_p,
+                                                     only_ids=True, function=function),
                                    {"ids": failing})
         items = []
+        stop = tuple(s for s in (getattr(decoding, "stop", ()) or ()) if s)
         for ex in examples:
-            text, status = results.get(ex.id, ("", "missing from the ML.GENERATE_TEXT output"))
+            text, status = results.get(ex.id, ("", f"missing from the {function.upper()}.GENERATE_TEXT output"))
+            text = cut_at_stop(text, stop)
             chars = prompt.cut_input(ex.text)[1]  # the one cut: the host's budget, applied in SQL or upload
             items.append(Prediction(id=ex.id, raw_text="" if status else text, status=status,
                                     prompt=sent.get(ex.id, ""), truncation={"chars": chars} if chars else None))
@@ -188,14 +200,14 @@ class BqmlBackend:
 
         start = self.runner.stats.snapshot()
         table = self._table_for(job.train, job.prompt)
-        epochs = float(getattr(getattr(self.run_cfg, "train", None), "epochs", 1.0) or 1.0)
+        steps, epochs, note = tuning.iterations(self.cfg, getattr(self.run_cfg, "train", None), len(job.train))
+        plan = self.plan
+        for line in (*plan.notes, *([note] if note else [])):
+            print(f"bqml: {line}", file=self.out)
         options = sql.TuneOptions(
-            endpoint=self.endpoint,
-            max_iterations=int(self.cfg.max_iterations or max(1, math.ceil(epochs * len(job.train)))),
-            learning_rate_multiplier=float(self.cfg.learning_rate_multiplier),
-            data_split_method=self.cfg.data_split_method,
-            data_split_eval_fraction=self.cfg.data_split_eval_fraction,
-            evaluation_task=self.cfg.evaluation_task)
+            endpoint=self.endpoint, max_iterations=steps,
+            learning_rate_multiplier=plan.learning_rate_multiplier, data_split_method=plan.data_split_method,
+            data_split_eval_fraction=plan.data_split_eval_fraction, evaluation_task=plan.evaluation_task)
         spec_sha = _sha([self.cfg.project, self.cfg.dataset, self.cfg.location, self.cfg.connection, table,
                          options.__dict__], 16)
         resume = getattr(self.run_cfg, "resume", None)
@@ -249,7 +261,8 @@ class BqmlBackend:
         self.runner.stats.statements.append(("create_tuned_model", statement, record["job_id"]))
         metrics = self.runner.stats.since(start)
         metrics.update({"time/tune_s": round(tune_s, 3), "bqml/tune_reattached": float(attached),
-                        "bqml/max_iterations": float(options.max_iterations),
+                        "bqml/max_iterations": float(options.max_iterations), "bqml/tuning_epochs": float(epochs),
+                        "bqml/learning_rate_multiplier": options.learning_rate_multiplier,
                         "bqml/tune_attempt": float(record["attempt"])})
         return TrainedModel(model=tuned(), metrics=metrics, artifacts=(str(Path(job.out_dir) / jobs.JOB_FILE),))
 
@@ -259,7 +272,9 @@ class BqmlBackend:
 
         Keys are relative; the host logs them as ``native/<stage>/<split>/<key>``: ``macro_f1``,
         ``per_class/<slug>/{precision,recall,f1}``, ``num_successful_rows``, ``num_total_rows`` and,
-        for other task types, each numeric column by name. The rows are also written to
+        for a generation task, BigQuery's columns by name (``bleu4_score``, ``rouge-l_precision``,
+        ``rouge-l_recall``, ``rouge-l_f1_score``, ``exact_match``: :mod:`ftlab_bqml.native`); the task
+        type is ``eval.task``'s BigQuery name. The rows are also written to
         ``<run_dir>/native/<model kind>_<split>.json`` and logged as an artifact.
         """
         if not self.cfg.native_eval:
@@ -268,7 +283,7 @@ class BqmlBackend:
         table = self._table_for(examples, prompt)
         tokens, temperature, top_p = self._gen_params(None)
         rows = self._send("evaluate", sql.evaluate(self._model_ref(model), table, model.kind == "tuned",
-                                                   self.cfg.evaluation_task, tokens, temperature, top_p))
+                                                   self.plan.task_type, tokens, temperature, top_p))
         result = NativeEvaluation(flatten_evaluation(rows))
         result.rows = rows
         run_dir = getattr(self.ctx, "run_dir", None)
@@ -280,44 +295,7 @@ class BqmlBackend:
         return result
 
 
-class NativeEvaluation(dict):
-    """Flattened ``ML.EVALUATE`` metrics (``{key: float}``) plus the raw rows in ``.rows``."""
-
-    rows: list = []
-
-
-def flatten_evaluation(rows: list[dict]) -> dict[str, float]:
-    """ML.EVALUATE rows → flat metrics (``f1``/``rouge-l_f1`` accepted as column aliases)."""
-    out: dict[str, float] = {}
-    f1s = []
-    for row in rows:
-        status = row.get("evaluation_status")
-        if status:
-            try:
-                st = json.loads(status)
-                for k in ("num_successful_rows", "num_total_rows"):
-                    if k in st:
-                        out[k] = float(max(out.get(k, 0.0), float(st[k])))
-            except (TypeError, ValueError):
-                pass
-        numeric = {k.replace("-", "_"): float(val) for k, val in row.items()
-                   if isinstance(val, (int, float)) and not isinstance(val, bool) and val == val}
-        if "f1" in numeric and "f1_score" not in numeric:
-            numeric["f1_score"] = numeric.pop("f1")
-        if row.get("label") is not None:
-            base = f"per_class/{slug(str(row['label']))}"
-            for k, name in (("precision", "precision"), ("recall", "recall"), ("f1_score", "f1")):
-                if k in numeric:
-                    out[f"{base}/{name}"] = numeric[k]
-            if "f1_score" in numeric:
-                f1s.append(numeric["f1_score"])
-        else:
-            out.update(numeric)
-    if f1s:  # one row per label in the truth: the host's macro rule over BigQuery's per-label F1s
-        import numpy as np
-
-        from ftlab.metrics.classification import macro_average
-
-        ones = np.ones(len(f1s))
-        out["macro_f1"] = macro_average(np.asarray(f1s, dtype=float), ones, ones)
-    return out
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first occurrence of any ``stop`` string (all of it when none occurs)."""
+    found = [i for i in (text.find(x) for x in stop) if i >= 0]
+    return text[:min(found)] if found else text

@@ -7,6 +7,7 @@ from typing import Optional
 
 from ftlab import hookimpl
 from ftlab.config import BackendConfig, ModelConfig
+from ftlab.config.train import TrainConfig
 from ftlab.contract import Capabilities, Fallback
 
 from ftlab_bqml import validate as v
@@ -37,17 +38,19 @@ class BqmlConfig(BackendConfig):
     name_prefix: str = "ftlab"
     """Prefix of every table and model name the backend creates."""
     max_iterations: Optional[int] = None
-    """Tuning steps (MAX_ITERATIONS); null = ceil(train.epochs x training rows), one step per row."""
-    learning_rate_multiplier: float = 1.0
-    """LEARNING_RATE_MULTIPLIER: multiplies the service's recommended learning rate."""
-    data_split_method: str = "NO_SPLIT"
-    """DATA_SPLIT_METHOD: AUTO_SPLIT, RANDOM, CUSTOM, SEQ or NO_SPLIT (ftlab has its own eval split)."""
+    """Tuning steps (MAX_ITERATIONS, sent as given; the service rounds up to whole epochs of the training rows); null = from train.epochs or train.max_steps, rounded up to whole epochs."""
+    learning_rate_multiplier: Optional[float] = None
+    """LEARNING_RATE_MULTIPLIER (multiplies the service's recommended learning rate); null = train.learning_rate / 3e-4, ftlab's default rate standing for the recommended one."""
+    data_split_method: Optional[str] = None
+    """DATA_SPLIT_METHOD: AUTO_SPLIT, RANDOM or NO_SPLIT (CUSTOM and SEQ need a split column ftlab does not send); null = RANDOM when train.holdout_fraction > 0, else NO_SPLIT (ftlab has its own eval split)."""
     data_split_eval_fraction: Optional[float] = None
-    """DATA_SPLIT_EVAL_FRACTION for RANDOM/SEQ; null = omitted (service default 0.2)."""
-    evaluation_task: str = "CLASSIFICATION"
-    """EVALUATION_TASK of the tuning job and task_type of ML.EVALUATE."""
+    """DATA_SPLIT_EVAL_FRACTION for RANDOM; null = train.holdout_fraction when > 0, else omitted (service default 0.2)."""
+    evaluation_task: Optional[str] = None
+    """EVALUATION_TASK of the tuning job; null = eval.task's BigQuery name (TEXT_GENERATION, SUMMARIZATION, QUESTION_ANSWERING, CLASSIFICATION), which is always ML.EVALUATE's task_type. Set only to UNSPECIFIED or that same name."""
+    generate_function: str = "ai"
+    """ai: AI.GENERATE_TEXT (Google's recommended function; result and status columns); ml: ML.GENERATE_TEXT (the 2024 blog's function; ml_generate_text_* columns). Decoding values are sent explicitly either way."""
     max_output_tokens: Optional[int] = None
-    """Tokens to generate (ML.GENERATE_TEXT and ML.EVALUATE); null = eval.decoding.max_new_tokens."""
+    """Tokens to generate (the generate function and ML.EVALUATE); null = eval.decoding.max_new_tokens."""
     temperature: Optional[float] = None
     """Sampling temperature, always sent explicitly; null = eval.decoding.temperature."""
     top_p: Optional[float] = None
@@ -55,7 +58,7 @@ class BqmlConfig(BackendConfig):
     native_eval: bool = True
     """Also run ML.EVALUATE (logged as native/... metrics, never the headline)."""
     row_retries: int = 3
-    """Re-send rows whose ml_generate_text_status is non-empty at most this many times."""
+    """Re-send rows whose status column (status, ml_generate_text_status) is non-empty at most this many times."""
     row_retry_backoff_s: float = 5.0
     """Wait before the first row retry; doubles each round."""
     poll_interval_s: float = 10.0
@@ -89,13 +92,22 @@ class BqmlConfig(BackendConfig):
         v.check_location("location", self.location)
         v.check_connection("connection", self.connection)
         v.check_endpoint("endpoint", self.endpoint)
-        self.data_split_method = v.check_choice("data_split_method", self.data_split_method, v.SPLIT_METHODS)
-        self.evaluation_task = v.check_choice("evaluation_task", self.evaluation_task, v.EVAL_TASKS)
+        if self.data_split_method is not None:
+            self.data_split_method = v.check_split_method("data_split_method", self.data_split_method)
+        if self.evaluation_task is not None:
+            self.evaluation_task = v.check_choice("evaluation_task", self.evaluation_task, v.EVAL_TASKS)
+        self.generate_function = v.check_choice("generate_function", self.generate_function,
+                                                v.GENERATE_FUNCTIONS).lower()
         if self.max_iterations is not None:
             v.check_number("max_iterations", self.max_iterations, lo=1, integer=True)
-        v.check_number("learning_rate_multiplier", self.learning_rate_multiplier, lo=0, lo_open=True)
+        if self.learning_rate_multiplier is not None:
+            v.check_number("learning_rate_multiplier", self.learning_rate_multiplier, lo=0, lo_open=True)
         if self.data_split_eval_fraction is not None:
             v.check_number("data_split_eval_fraction", self.data_split_eval_fraction, lo=0, hi=1)
+            if self.data_split_method not in (None, "RANDOM"):
+                raise v.BqmlConfigError(
+                    f"backend.data_split_eval_fraction={self.data_split_eval_fraction} is only read with "
+                    f"data_split_method=RANDOM, not {self.data_split_method}")
         if self.max_output_tokens is not None:
             v.check_number("max_output_tokens", self.max_output_tokens, lo=1, hi=8192, integer=True)
         for key in ("temperature", "top_p"):
@@ -112,25 +124,43 @@ class BqmlConfig(BackendConfig):
             raise v.BqmlConfigError(f"backend.api_endpoint={self.api_endpoint!r} must be an http(s) URL")
 
 
+REFERENCE_LEARNING_RATE = TrainConfig.learning_rate
+"""The train.learning_rate that maps to LEARNING_RATE_MULTIPLIER 1.0: ftlab's schema default."""
+
+
 def _factory(cfg, ctx):
     from ftlab_bqml.backend import BqmlBackend
 
     return BqmlBackend(cfg, ctx)
 
 
+TASKS = ("classification", "text_generation", "summarization", "question_answering")
+"""Every eval.task with a BigQuery ML name (EVALUATION_TASK / ML.EVALUATE task_type)."""
+
 CAPABILITIES = Capabilities(
     decoding_modes=("generate",),
     train_methods=("none", "lora"),
     fallbacks=(Fallback("eval.decoding.mode", "score_labels", "generate",
-                        "ML.GENERATE_TEXT returns text, not label log-likelihoods, so BigQuery generates "
-                        "the answer and the host's parser maps it to a label (it can be unparseable)"),),
+                        "BigQuery's generate functions return text, not label log-likelihoods, so BigQuery "
+                        "generates the answer and the host's parser maps it to a label (it can be unparseable)"),),
     native_evaluate=True,
-    train_keys={"method": "lora: CREATE MODEL supervised tuning (Vertex AI picks the adapter); none: the base model",
-                "epochs": "MAX_ITERATIONS = ceil(epochs x training rows), unless backend.max_iterations is set"})
+    tasks=TASKS,
+    generation_methods=("none", "lora"),
+    train_keys={
+        "method": "lora: CREATE MODEL supervised tuning (Vertex AI picks the adapter); none: the base model",
+        "epochs": "MAX_ITERATIONS = ceil(epochs) x training rows (the service tunes whole epochs), unless "
+                  "train.max_steps or backend.max_iterations is set",
+        "max_steps": "MAX_ITERATIONS = max_steps rounded up to whole epochs of the training rows, unless "
+                     "backend.max_iterations is set",
+        "learning_rate": f"LEARNING_RATE_MULTIPLIER = learning_rate / {REFERENCE_LEARNING_RATE:g} (ftlab's default "
+                         "rate stands for the service's recommended one), unless backend.learning_rate_multiplier is set",
+        "holdout_fraction": "> 0: DATA_SPLIT_METHOD='RANDOM' and DATA_SPLIT_EVAL_FRACTION = it (2 decimals); "
+                            "0: NO_SPLIT; unless backend.data_split_method is set"})
 """What BigQuery ML can do: free generation only (score_labels falls back to generate, recorded as
-tag ``ftlab.fallback.eval.decoding.mode``), supervised tuning (``lora``: Vertex AI's parameter-efficient
-tuning; ``train.lora.*`` is not sent) or none, and ``ML.EVALUATE`` as native evaluation. Of the ``train.*``
-keys only ``method`` and ``epochs`` are used; the learning rate is ``backend.learning_rate_multiplier``."""
+tag ``ftlab.fallback.eval.decoding.mode``), every task type BigQuery ML evaluates, supervised tuning
+(``lora``: Vertex AI's parameter-efficient tuning; ``train.lora.*`` is not sent) or none, and
+``ML.EVALUATE`` as native evaluation. ``train_keys`` says how each honoured ``train.*`` key becomes a
+tuning option (:mod:`ftlab_bqml.tuning`); any other key set is reported as unused."""
 
 
 @dataclass

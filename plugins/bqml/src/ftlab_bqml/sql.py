@@ -52,6 +52,7 @@ class TuneOptions:
     data_split_method: str = "NO_SPLIT"
     data_split_eval_fraction: Optional[float] = None
     evaluation_task: str = "CLASSIFICATION"
+    """``eval.task``'s BigQuery name (:func:`ftlab_bqml.tuning.plan`) or UNSPECIFIED."""
 
 
 def create_tuned_model(model: str, connection: str, train_table: str, opt: TuneOptions) -> str:
@@ -85,17 +86,26 @@ def _gen_struct(max_output_tokens: int, temperature: float, top_p: float) -> str
             f"{v.sql_number(float(temperature))} AS temperature, {v.sql_number(float(top_p))} AS top_p")
 
 
+GENERATE_COLUMNS = {"ai": ("result", "status"),
+                    "ml": ("ml_generate_text_llm_result", "ml_generate_text_status")}
+"""(text column, status column) of each generate function's output (``backend.generate_function``)."""
+
+
 def generate_text(model: str, table: str, max_output_tokens: int, temperature: float, top_p: float,
-                  only_ids: bool = False) -> str:
+                  only_ids: bool = False, function: str = "ai") -> str:
     """Predictions for every row (or, for retries, the rows in query parameter ``@ids``), with the
-    prompt each row was given (ML.GENERATE_TEXT passes its input columns through), so the run records
-    the text BigQuery actually sent."""
+    prompt each row was given (both functions pass their input columns through), so the run records
+    the text BigQuery actually sent. ``function``: ``ai`` (``AI.GENERATE_TEXT``, Google's recommended
+    function) or ``ml`` (``ML.GENERATE_TEXT``, which also needs ``flatten_json_output`` to return text)."""
+    function = v.check_choice("generate_function", function, v.GENERATE_FUNCTIONS).lower()
+    text_col, status_col = GENERATE_COLUMNS[function]
     where = " WHERE id IN UNNEST(@ids)" if only_ids else ""
-    return ("SELECT id, prompt, ml_generate_text_llm_result, ml_generate_text_status\n"
-            "FROM ML.GENERATE_TEXT(\n"
+    flatten = ", TRUE AS flatten_json_output" if function == "ml" else ""
+    return (f"SELECT id, prompt, {text_col}, {status_col}\n"
+            f"FROM {function.upper()}.GENERATE_TEXT(\n"
             f"  MODEL {model},\n"
             f"  (SELECT id, prompt FROM {table}{where}),\n"
-            f"  STRUCT({_gen_struct(max_output_tokens, temperature, top_p)}, TRUE AS flatten_json_output))")
+            f"  STRUCT({_gen_struct(max_output_tokens, temperature, top_p)}{flatten}))")
 
 
 def evaluate_input_columns(tuned: bool) -> tuple[str, str]:
@@ -105,11 +115,12 @@ def evaluate_input_columns(tuned: bool) -> tuple[str, str]:
 
 def evaluate(model: str, table: str, tuned: bool, task: str, max_output_tokens: int,
              temperature: float, top_p: float) -> str:
-    """``ML.EVALUATE`` over a split table with the column names the model kind requires."""
+    """``ML.EVALUATE`` over a split table with the column names the model kind requires; ``task`` is
+    the task type (``CLASSIFICATION``, ``TEXT_GENERATION``, ``SUMMARIZATION``, ``QUESTION_ANSWERING``),
+    written in lower case as Google's tutorials do. The label column holds a generation task's
+    reference text (question answering: its first acceptable answer)."""
     prompt_col, label_col = evaluate_input_columns(tuned)
-    task = v.check_choice("evaluation_task", task, v.EVAL_TASKS)
-    if task == "UNSPECIFIED":
-        task = "TEXT_GENERATION"
+    task = v.check_choice("task_type", task, v.TASK_TYPES)
     return ("SELECT *\n"
             "FROM ML.EVALUATE(\n"
             f"  MODEL {model},\n"

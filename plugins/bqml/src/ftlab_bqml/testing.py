@@ -14,6 +14,15 @@ TEMPLATE = ("Classify the medical transcript into exactly one specialty from thi
             "Transcript: {text}\nAnswer with the specialty only.")
 
 
+def ftlab_command() -> list[str]:
+    """The ``ftlab`` console script of this interpreter's environment (else the one on PATH)."""
+    import shutil
+    import sys
+
+    exe = Path(sys.executable).with_name("ftlab")
+    return [str(exe)] if exe.exists() else [shutil.which("ftlab") or "ftlab"]
+
+
 def data_dir() -> Path:
     """data/mtsamples17 of the checkout ($FTLAB_DATA_DIR overrides)."""
     env = os.environ.get("FTLAB_DATA_DIR")
@@ -49,10 +58,30 @@ def fast_backend_cfg(url: str, **kw):
     return BqmlConfig(**opts)
 
 
-def make_run_cfg(backend_cfg):
+def make_run_cfg(backend_cfg, **groups):
+    """A RunConfig on ``backend_cfg``: classification of data/mtsamples17 unless ``groups`` (``eval=``,
+    ``train=``, ``data=`` …) say otherwise."""
     from ftlab.config import DataConfig, RunConfig
 
-    return RunConfig(backend=backend_cfg, data=DataConfig(labels=all_labels()))
+    groups.setdefault("data", DataConfig(labels=all_labels()))
+    return RunConfig(backend=backend_cfg, **groups)
+
+
+SUMMARIZE_TEMPLATE = ("Write the one-line description of this medical transcript.\n\nTranscript: {text}")
+"""A generation prompt (no {labels}): the answer is free text scored against the reference."""
+
+
+def load_summaries(split: str, n: int) -> tuple[Example, ...]:
+    """The first ``n`` rows of data/mtsamples_summarize/<split>.jsonl: transcript → its description,
+    as generation Examples (``label`` empty, the description the one reference)."""
+    path = data_dir().parent / "mtsamples_summarize" / f"{split}.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()[:n]]
+    return tuple(Example(id=f"{split}-{i}", text=r["input_text"], label="", references=(r["output_text"],))
+                 for i, r in enumerate(rows))
+
+
+def generation_prompt(template: str = SUMMARIZE_TEMPLATE) -> Prompt:
+    return Prompt(template=template, labels=(), max_input_chars=2000)
 
 
 def host_report(prompt: Prompt, examples, predictions):

@@ -19,7 +19,12 @@ CONNECTION_RE = re.compile(r"^([a-z][a-z0-9-]{4,61}[a-z0-9])\.([A-Za-z][A-Za-z0-
 ENDPOINT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,1023}$")
 GCS_URI_RE = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}/[A-Za-z0-9._/*=+-]{1,1024}$")
 SPLIT_METHODS = ("AUTO_SPLIT", "RANDOM", "CUSTOM", "SEQ", "NO_SPLIT")
-EVAL_TASKS = ("TEXT_GENERATION", "CLASSIFICATION", "SUMMARIZATION", "QUESTION_ANSWERING", "UNSPECIFIED")
+GENERATE_FUNCTIONS = ("AI", "ML")
+"""AI.GENERATE_TEXT or ML.GENERATE_TEXT."""
+TASK_TYPES = ("TEXT_GENERATION", "CLASSIFICATION", "SUMMARIZATION", "QUESTION_ANSWERING")
+"""ML.EVALUATE's task_type values."""
+EVAL_TASKS = TASK_TYPES + ("UNSPECIFIED",)
+"""EVALUATION_TASK values of a tuning CREATE MODEL."""
 
 
 class BqmlConfigError(ValueError):
@@ -76,6 +81,15 @@ def check_choice(key: str, value, choices) -> str:
     if not isinstance(value, str) or value.upper() not in choices:
         _fail(key, value, f"one of {', '.join(choices)}")
     return value.upper()
+
+
+def check_split_method(key: str, value) -> str:
+    """A DATA_SPLIT_METHOD ftlab can send: CUSTOM and SEQ need a DATA_SPLIT_COL it has no key for."""
+    method = check_choice(key, value, SPLIT_METHODS)
+    if method in ("CUSTOM", "SEQ"):
+        _fail(key, value, f"{method} needs a DATA_SPLIT_COL column, which ftlab does not upload; use "
+              "RANDOM (train.holdout_fraction), AUTO_SPLIT or NO_SPLIT")
+    return method
 
 
 def check_number(key: str, value, lo=None, hi=None, integer=False, lo_open=False):

@@ -19,7 +19,7 @@ from ftlab.contract import Example, ModelRef, Prediction, Predictions, TrainedMo
 from ftlab_local_peft import encoding, inference, loading, loop, methods
 from ftlab_local_peft.checkpoint import CHECKPOINT_DIR
 from ftlab_local_peft.device import make_runtime
-from ftlab_local_peft.features import FeatureStore
+from ftlab_local_peft.features import store_for
 from ftlab_local_peft.head import HEAD, attach_head
 from ftlab_local_peft.methods import lora_cls
 from ftlab_local_peft.modeling import split_layer
@@ -36,7 +36,7 @@ class LocalPeftBackend:
         self.rt, tags = make_runtime(cfg.backend)
         self.dtype_name, self.dtype_reason = tags["local_peft.dtype"], tags["local_peft.dtype_reason"]
         ctx.set_tags(tags)
-        self.features = FeatureStore()  # frozen prompt states and document means, for this process
+        self.features = store_for(cfg.model, cfg.backend, self.rt)  # frozen prompt states, document means
         self._cls: dict[str, lora_cls.ClsMeta] = {}
         self._repeat = False  # the last training said more folds follow: keep the rows' frozen states
         self.source = loading.enum_value(cfg.model.source)
@@ -49,7 +49,7 @@ class LocalPeftBackend:
 
     # ------------------------------------------------------------------ loading
     def _tiny_corpus(self, examples: Sequence[Example], prompt) -> list[str]:
-        texts = [ex.text for ex in examples] + [ex.label for ex in examples]
+        texts = [ex.text for ex in examples] + [ex.target for ex in examples]
         if prompt is not None:
             texts += list(prompt.labels) + [prompt.template, prompt.system]
         return texts + list(self.cfg.data.labels)
@@ -84,7 +84,7 @@ class LocalPeftBackend:
         self.pad_id = tok.pad_token_id
         self._base = loading.load_model(self.cfg.model, self.cfg.backend, self.rt.device, len(tok), tok)
         self._load_s = time.perf_counter() - t0
-        self.ctx.set_tags(loading.model_identity(self.cfg.model, tok))
+        self.ctx.set_tags(loading.model_identity(self.cfg.model, tok, self._base))
 
     def _load_metrics(self) -> dict[str, float]:
         if self._load_reported:

@@ -21,8 +21,9 @@ CHECKPOINT_DIR = "checkpoint"
 
 
 def fingerprint(cfg, job) -> str:
-    """What must match for a checkpoint to be resumable (config, data ids, prompt)."""
+    """What must match for a checkpoint to be resumable (train, model and backend config, data ids, prompt)."""
     key = json.dumps({"train": dataclasses.asdict(cfg.train), "model": dataclasses.asdict(cfg.model),
+                      "backend": dataclasses.asdict(cfg.backend),
                       "ids": [ex.id for ex in job.train], "prompt": getattr(job.prompt, "sha256", "")},
                      default=str, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()

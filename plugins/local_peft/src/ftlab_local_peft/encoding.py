@@ -145,7 +145,8 @@ def make_feature(tokenizer, prompt, text: str, label: str, end_id: int) -> Featu
 
 
 def make_features(tokenizer, prompt, examples: Sequence, end_id: int) -> list[Feature]:
-    return [make_feature(tokenizer, prompt, ex.text, ex.label, end_id) for ex in examples]
+    """Prompt + target per example: the label, or a generation task's reference (``Example.target``)."""
+    return [make_feature(tokenizer, prompt, ex.text, ex.target, end_id) for ex in examples]
 
 
 def collate(features: Sequence[Feature], pad_id: int, side: str = "right"):

@@ -9,6 +9,12 @@ per process and every method, every fold of a cross-validation and the tuned eva
   same rows follow (``TrainJob.repeat``, e.g. cross-validation folds) keeps its rows' states too;
 - **document means** (per chunk length and token ids): the frozen model's final states averaged
   over the input's first N tokens, small (one vector per text), always kept.
+
+With ``backend.share_features`` (default) the store belongs to the *process* and the model (its
+config, dtype and device), not to one backend: the jobs of an in-process multirun (Hydra's basic
+launcher: a sweep, an ablation, a search over learning rates) reuse one another's frozen passes.
+Values reused from another job's batches can differ from a fresh computation by bf16 rounding
+(~1e-3 in a logit); a single run's numbers never depend on it.
 """
 
 from __future__ import annotations
@@ -22,15 +28,23 @@ from ftlab_local_peft.modeling import num_layers
 
 
 class StateCache:
-    """:class:`FrozenState` per ``(k, adapted tokens, prompt ids)``, in the compute dtype."""
+    """:class:`FrozenState` per ``(k, adapted tokens, prompt ids)``, in the compute dtype.
 
-    def __init__(self):
+    Holds states of at most ``max_splits`` distinct ``(k, adapted)`` pairs: a new pair drops the
+    oldest (a search over adapted-token counts would otherwise keep gigabytes per value)."""
+
+    def __init__(self, max_splits: int = 2):
         self._d: dict[tuple, FrozenState] = {}
+        self.max_splits = max_splits
 
     def get(self, k: int, adapted: int, ids: Sequence[int]):
         return self._d.get((k, adapted, tuple(ids)))
 
     def put(self, k: int, adapted: int, ids: Sequence[int], state: FrozenState) -> None:
+        splits = list(dict.fromkeys(key[:2] for key in self._d))
+        if (k, adapted) not in splits and len(splits) >= self.max_splits:
+            old = splits[0]
+            self._d = {key: v for key, v in self._d.items() if key[:2] != old}
         self._d[(k, adapted, tuple(ids))] = state
 
     def pop(self, k: int, adapted: int, ids: Sequence[int]) -> None:
@@ -107,3 +121,22 @@ class FeatureStore:
                 got = document_means(model, [list(k[1]) for k in todo], chunk, pad_id, rt, progress=bar.update)
             self.documents.update(zip(todo, got))
         return torch.stack([self.documents[k] for k in keys]) if keys else torch.zeros((0, 0))
+
+
+_SHARED: dict[str, FeatureStore] = {}
+
+
+def store_for(model_cfg, backend_cfg, rt) -> FeatureStore:
+    """The process's store for this model, dtype and device (``backend.share_features``), else a new one.
+
+    A ``tiny_random`` model is never shared: its tokenizer, and so its weights' shape, come from
+    each run's own texts."""
+    import dataclasses
+    import json
+
+    source = getattr(model_cfg.source, "value", model_cfg.source)
+    if not getattr(backend_cfg, "share_features", True) or source == "tiny_random":
+        return FeatureStore()
+    key = json.dumps({"model": dataclasses.asdict(model_cfg), "device": str(rt.device), "bf16": rt.bf16},
+                     sort_keys=True, default=str)
+    return _SHARED.setdefault(key, FeatureStore())

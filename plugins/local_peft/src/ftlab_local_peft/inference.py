@@ -272,16 +272,27 @@ def score_labels(model, prompts: Sequence[Sequence[int]], labels: Sequence[str],
     return results
 
 
+def cut_at_stop(text: str, stop) -> tuple[str, bool]:
+    """``text`` up to the first of the ``stop`` strings (and whether one was found)."""
+    cut = min((i for i in (text.find(x) for x in stop if x) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
 def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pad_id: int,
              decoding, seed: int, rt: Runtime) -> list[dict]:
-    """Greedy (temperature 0) or sampled continuations, left-padded batches, specials stripped."""
+    """Greedy (temperature 0) or sampled (temperature/top-p, seeded) continuations: length-grouped,
+    left-padded batches through ``generate`` with its KV cache; a batch stops when every row has
+    produced the end token or a ``decoding.stop`` string; specials stripped, text cut at the stop."""
     results: list[dict] = [{} for _ in prompts]
     sample = decoding.temperature > 0
+    stop = tuple(getattr(decoding, "stop", ()) or ())
     kw = dict(max_new_tokens=decoding.max_new_tokens, do_sample=sample, eos_token_id=end_id,
               pad_token_id=pad_id)
+    if stop:
+        kw.update(stop_strings=list(stop), tokenizer=tokenizer)
     if sample:
         kw.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=0)
-    torch.manual_seed(seed)
+    torch.manual_seed(getattr(decoding, "seed", seed))  # sampling only; greedy decoding draws nothing
     with torch.inference_mode(), progress_bar(len(prompts), "generate", rt.progress) as bar:
         for idx in length_batches(prompts, decoding.batch_size):
             t0 = time.perf_counter()
@@ -293,7 +304,9 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pa
             for row, i in enumerate(idx):
                 toks = new[row]
                 n_out = toks.index(end_id) + 1 if end_id in toks else len(toks)
-                text = tokenizer.decode(toks[:n_out], skip_special_tokens=True)
+                while n_out > 0 and toks[n_out - 1] == pad_id and pad_id != end_id:
+                    n_out -= 1  # a row that stopped on a stop string is padded to the batch's length
+                text, _ = cut_at_stop(tokenizer.decode(toks[:n_out], skip_special_tokens=True), stop)
                 results[i] = {"raw_text": text.strip(), "latency_s": dt,
                               "prompt_tokens": len(prompts[i]), "output_tokens": n_out}
             bar.update(len(idx))

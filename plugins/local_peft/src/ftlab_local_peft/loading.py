@@ -98,12 +98,28 @@ def file_sha256(path: Path) -> str:
     return _file_sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
-def model_identity(model_cfg, tokenizer) -> dict[str, str]:
+def weights_sha256(model) -> str:
+    """sha256 of the weights as loaded (every tensor of the state dict: name, dtype, shape, bytes, in
+    name order): what the run computed with, whichever file (GGUF, dequantised cache, folder) held them."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, t in sorted(model.state_dict().items()):
+            t = t.detach().to("cpu").contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def model_identity(model_cfg, tokenizer, model=None) -> dict[str, str]:
     """What identifies the weights and the tokenizer a run used, for the manifest (``model.*`` tags).
 
-    A file-based model gives its path and sha256; every model gives its tokenizer's sha256 (of the
-    serialised tokenizer: vocabulary, merges, normaliser, special tokens) and its chat template's."""
+    A file-based model gives its path and sha256; with ``model``, the hash of the weights as loaded
+    (``model.weights_sha256``, see :func:`weights_sha256`), which ``ftlab replay`` compares; every
+    model gives its tokenizer's sha256 (of the serialised tokenizer: vocabulary, merges, normaliser,
+    special tokens) and its chat template's."""
     out: dict[str, str] = {}
+    if model is not None:
+        out["model.weights_sha256"] = weights_sha256(model)
     source = enum_value(model_cfg.source)
     if source == SOURCE_GGUF:
         folder, file = gguf_location(model_cfg.package, model_cfg.file)
@@ -129,11 +145,55 @@ def gguf_cache_dir(gguf_path: Path) -> Path:
     return base / "models" / f"{file_sha256(gguf_path)[:24]}-tf{transformers.__version__}-pt{torch.__version__}"
 
 
+CACHE_RECORD = "ftlab_cache.json"
+"""Inside a cache folder: the GGUF file's sha256, the library versions and every file's sha256."""
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    return {"transformers": transformers.__version__, "torch": torch.__version__}
+
+
+def _cache_mismatch(d: Path, gguf: Path) -> str | None:
+    """Why cache folder ``d`` is not a faithful copy of ``gguf`` (None: it is)."""
+    try:
+        rec = json.loads((d / CACHE_RECORD).read_text())
+    except (OSError, ValueError):
+        return f"no readable {CACHE_RECORD}"
+    if rec.get("gguf_sha256") != file_sha256(gguf):
+        return f"it was made from another file than {gguf}"
+    if rec.get("versions") != _versions():
+        return f"it was made by {rec.get('versions')}, this is {_versions()}"
+    files = rec.get("files") or {}
+    if "model.safetensors" not in files or "tokenizer.json" not in files:
+        return "its record lists no weights or tokenizer"
+    for name, digest in sorted(files.items()):
+        path = d / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if file_sha256(path) != digest:
+            return f"{name} changed since it was written (sha256 {digest[:12]}… recorded)"
+    return None
+
+
 def _gguf_cached(model_cfg) -> Path | None:
-    """The dequantised cache folder of ``model_cfg``'s GGUF file, once complete (``backend.model_cache``)."""
+    """The dequantised cache folder of ``model_cfg``'s GGUF file, once complete and verified against its
+    record (the GGUF's sha256, the library versions, each file's sha256); a folder that fails is
+    removed, so the caller dequantises the GGUF again and rewrites it."""
+    import shutil
+
     folder, file = gguf_location(model_cfg.package, model_cfg.file)
-    d = gguf_cache_dir(Path(folder) / file)
-    return d if (d / "model.safetensors").is_file() and (d / "tokenizer.json").is_file() else None
+    gguf = Path(folder) / file
+    d = gguf_cache_dir(gguf)
+    if not d.is_dir():
+        return None
+    why = _cache_mismatch(d, gguf)
+    if why is None:
+        return d
+    log.warning("model cache %s does not match %s (%s): removing it and loading the GGUF file", d, file, why)
+    shutil.rmtree(d, ignore_errors=True)
+    return None
 
 
 def _write_gguf_cache(model, tokenizer, model_cfg) -> None:
@@ -159,6 +219,10 @@ def _write_gguf_cache(model, tokenizer, model_cfg) -> None:
         config.save_pretrained(tmp)
         save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / CACHE_RECORD).write_text(json.dumps(
+            {"gguf_sha256": file_sha256(Path(folder) / file), "versions": _versions(), "files": files},
+            indent=1))
         tmp.rename(d)
     except OSError as exc:  # another run won the race, or the disk is full: loading still works
         log.warning("could not cache the dequantised model in %s: %s", d, exc)

@@ -7,6 +7,7 @@ from typing import Optional
 
 from ftlab import hookimpl
 from ftlab.config import BackendConfig, ModelConfig
+from ftlab.config.bounds import above, at_least
 from ftlab.contract import Capabilities
 
 SOURCES = ("gguf_package", "local_dir", "tiny_random")
@@ -17,17 +18,17 @@ SOURCES = ("gguf_package", "local_dir", "tiny_random")
 class TinyModelConfig:
     """Shape of a randomly initialised Llama-style model (tests; no download)."""
 
-    vocab_size: int = 512
+    vocab_size: int = at_least(1, 512)
     """Vocabulary size of the byte-level tokenizer trained on the run's own texts."""
-    hidden_size: int = 64
+    hidden_size: int = at_least(1, 64)
     """Model width."""
-    num_layers: int = 2
+    num_layers: int = at_least(1, 2)
     """Transformer blocks."""
-    num_heads: int = 4
+    num_heads: int = at_least(1, 4)
     """Attention heads."""
-    num_kv_heads: int = 2
+    num_kv_heads: int = at_least(1, 2)
     """Key/value heads (grouped-query attention)."""
-    intermediate_size: int = 128
+    intermediate_size: int = at_least(1, 128)
     """MLP width."""
     seed: int = 0
     """Initialisation seed."""
@@ -81,13 +82,13 @@ class LocalPeftConfig(BackendConfig):
     """Keep a GGUF model's dequantised weights and tokenizer as safetensors + JSON under
     $FTLAB_CACHE_DIR (default ~/.cache/ftlab), keyed by the file's sha256 and the library versions,
     so later runs load in seconds instead of dequantising again."""
-    num_threads: int = 0
+    num_threads: int = at_least(0, 0)
     """torch intra-op threads; 0 = torch's default."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (less memory, ~30% slower)."""
-    checkpoint_steps: int = 50
+    checkpoint_steps: int = at_least(0, 50)
     """Write a resumable checkpoint (adapter, optimizer, step, RNG) every N optimizer steps; 0 = off."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = at_least(0, 1.0)
     """Clip the gradient norm to this value before each optimizer step; 0 = no clipping."""
     group_by_length: bool = True
     """Batch training examples of similar length together (less padding); order stays seeded."""
@@ -100,9 +101,9 @@ class LocalPeftConfig(BackendConfig):
     calibration: str = "none"
     """score_labels: none, or content_free (contextual calibration: subtract each label's log-probability
     after content-free inputs, the mean over 'N/A', '' and '[MASK]', from its score before ranking)."""
-    train_layers: int = 0
+    train_layers: int = at_least(0, 0)
     """lora_cls: LoRA on the top N decoder layers only (0 = all layers)."""
-    adapted_tokens: int = 16
+    adapted_tokens: int = at_least(0, 16)
     """lora_cls: the last N prompt tokens run through the LoRA-adapted layers and feed the head; the
     tokens before them are context, encoded once by the frozen model (their keys/values are cached and
     reused by every epoch and by the tuned evaluation). 0 = every token is adapted (classic LoRA, slow)."""
@@ -110,20 +111,24 @@ class LocalPeftConfig(BackendConfig):
     """lora_cls: what the head reads: the last adapted token (last), the adapted tokens' mean (mean), both
     (last_mean), or the last adapted token plus the frozen model's final states averaged over the whole
     prompt (last_context)."""
-    document_tokens: int = 0
+    document_tokens: int = at_least(0, 0)
     """lora_cls: also give the head the frozen model's final states averaged over the first N tokens
     of the raw input text (no prompt), encoded in chunks of ``document_chunk_tokens`` tokens, once
     per example. The prompt keeps ``prompt.max_input_tokens`` (the adapted tokens attend to it);
     this reads further into long inputs at the cost of one frozen forward over N tokens. 0 = off."""
-    document_chunk_tokens: int = 512
+    document_chunk_tokens: int = at_least(1, 512)
     """lora_cls with document_tokens: chunk length of the document pass (attention stays within a chunk)."""
     head_init: str = "zero"
     """lora_cls: how the head starts: zero (uniform answers), or probe (a linear probe on the frozen
     model's head features, fitted to convergence first: LP-FT, then LoRA and head are tuned together)."""
-    probe_c: float = 1.0
+    probe_c: float = above(0, 1.0)
     """lora_cls with head_init=probe: inverse L2 strength of the probe (scikit-learn's C)."""
-    head_lr_multiplier: float = 10.0
+    head_lr_multiplier: float = above(0, 10.0)
     """lora_cls: the new head's learning rate is train.learning_rate x this."""
+    share_features: bool = True
+    """Keep the frozen model's features (document means, prompt states that more folds will use) for the
+    whole process, shared by every run on the same model, dtype and device: the jobs of an in-process
+    multirun reuse each other's frozen passes. Off: each run computes its own."""
     reuse_base_states: bool = True
     """lora_cls: keep the frozen layers' states from the base evaluation's forward pass for the tuned one."""
     progress: bool = True
@@ -157,9 +162,13 @@ TRAIN_KEYS = {
 
 CAPABILITIES = Capabilities(decoding_modes=("score_labels", "generate"),
                             train_methods=("none", "lora", "lora_cls"), train_keys=TRAIN_KEYS,
-                            intermediate_values=("train/eval_loss",))
+                            intermediate_values=("train/eval_loss",),
+                            tasks=("classification", "text_generation", "summarization", "question_answering"),
+                            generation_methods=("none", "lora"))
 """Both decoding modes, every training method and train key; no native evaluation (the host's is the only one);
-reports the eval loss after each epoch (``train.eval_loss=true``) so a search can prune."""
+reports the eval loss after each epoch (``train.eval_loss=true``) so a search can prune. Every task:
+generation tasks train with ``lora`` (generative SFT, loss on the reference tokens) and answer with
+``generate``."""
 
 
 DISTRIBUTIONS = ("torch", "transformers", "peft", "accelerate", "gguf", "safetensors", "tokenizers",

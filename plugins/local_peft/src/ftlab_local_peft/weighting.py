@@ -27,6 +27,8 @@ def class_weights(targets: torch.Tensor, scheme: str) -> torch.Tensor:
 
 def example_weights(examples, labels: Sequence[str], scheme: str) -> list[float]:
     """Per training row, the weight of its label under ``train.class_weighting`` (mean 1 over rows)."""
+    if scheme == "none":  # also every generation task: there are no classes
+        return [1.0] * len(examples)
     idx = {lab: i for i, lab in enumerate(labels)}
     onehot = torch.zeros((len(examples), len(labels)))
     for r, ex in enumerate(examples):

@@ -1,0 +1,1 @@
+"""ftlab backend ``extractive``: a trivial floor for generation tasks."""
