@@ -127,7 +127,8 @@ def test_skip_policy_counts_bad_rows_by_reason(tmp_path):
     assert metrics["data/eval/skipped_rows"] == 6 and metrics["data/eval/skipped/wrong_type"] == 1
     assert "data/train/skipped_rows" not in metrics
     assert rows[0] == {"split": "eval", "file": str(tmp_path / "eval.jsonl"), "line": 2,
-                       "reason": "invalid_json", "message": rows[0]["message"], "raw": "{not json"}
+                       "where": f"{tmp_path / 'eval.jsonl'}:2", "reason": "invalid_json",
+                       "message": rows[0]["message"], "raw": "{not json"}
 
 
 def test_default_policy_still_fails_at_the_first_bad_row(tmp_path):

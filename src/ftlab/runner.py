@@ -22,7 +22,7 @@ from ftlab.config import RunConfig, Stage
 from ftlab.config.compose import check_capabilities, decoding_for, plain_config, unused_train_keys, validate
 from ftlab.contract import (Capabilities, ModelRef, NativeEvaluator, Prediction, Predictions, Pruned,
                             RunContext, TrainJob)
-from ftlab.data import load_splits, skipped_summary
+from ftlab.data import load_data, skipped_summary
 from ftlab.paths import atomic_open, atomic_write_text
 from ftlab.plugins import PluginError, get_plugins
 from ftlab.prompt import make_prompt
@@ -190,8 +190,10 @@ class Run:
         self._t0 = time.perf_counter()
         cfg = self.cfg
         info = self.plugins.backend(cfg.backend.name)
-        self.splits = load_splits(cfg.data, cfg.eval.splits,
-                                  need_train=bool({"train", "cross_validate"} & set(self.stages)))
+        self.data = load_data(cfg.data, cfg.eval.splits,
+                              need_train=bool({"train", "cross_validate"} & set(self.stages)))
+        self.splits = self.data.splits
+        cfg.data.labels, self.yaml = list(self.data.labels), self.data.config_yaml(self.yaml)  # auto → list
         self.prompt = make_prompt(cfg.prompt, cfg.data.labels)
         self.scorer = Scorer.for_run(cfg, self.plugins, self.prompt)
         random.seed(cfg.seed)
@@ -201,6 +203,7 @@ class Run:
             atomic_write_text(self.run_dir / "config.yaml", self.yaml)
         man = manifest.build(self.yaml, self.splits, self.prompt, cfg.data.labels, cfg,
                              dists=(info.distribution, *info.distributions))
+        man.update(self.data.manifest())  # data_labels (labels=auto), data_split (eval_fraction)
         man["fallbacks"] = [f.to_json() for f in self.fallbacks]
         man["unused_train_keys"] = self.unused_train_keys
         honoured = info.capabilities.train_keys if info.capabilities is not None else None
@@ -233,6 +236,7 @@ class Run:
             for f in ("config.yaml", "manifest.json", "labels.json"):
                 self.tracker.log_artifact(self.run_dir / f)
             self._log_skipped()
+            self.data.write_files(self.run_dir, self.tracker.log_artifact)  # data/split.json (eval_fraction)
             caps = info.capabilities or Capabilities()
             self.ctx = ctx = RunContext(self.run_dir, self.tracker.log_metrics, self._backend_tags,
                                         self.tracker.log_artifact, report=self._reporter(caps))

@@ -1,6 +1,8 @@
 """``ftlab`` command line: subcommands, else a Hydra run.
 
     ftlab [+experiment=NAME] [key=value ...]    run an experiment (Hydra; -m for sweeps)
+    ftlab --config-dir DIR +experiment=MINE     run your own experiment from DIR/experiment/MINE.yaml
+    ftlab init DIR --data FILE                  write a starting experiment for your data file into DIR
     ftlab --help | --cfg job +experiment=NAME   Hydra help / show the composed config
     ftlab plugins                               registered backends and their packages
     ftlab config-schema                         every config key, its type, default and meaning
@@ -20,6 +22,7 @@ import sys
 from typing import Optional, Sequence
 
 SUBCOMMANDS = {
+    "init": "ftlab.cli.init_cmd",
     "plugins": "ftlab.cli.plugins_cmd",
     "report": "ftlab.cli.report_cmd",
     "ui": "ftlab.cli.ui_cmd",

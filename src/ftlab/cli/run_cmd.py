@@ -1,4 +1,8 @@
-"""``ftlab [overrides]``: compose with Hydra, check the config, run the experiment."""
+"""``ftlab [--config-dir DIR] [overrides]``: compose with Hydra, check the config, run the experiment.
+
+``--config-dir DIR`` puts a user's own config folder (``DIR/experiment/*.yaml``, ``DIR/data/*.yaml``,
+``DIR/prompt/*.yaml`` ...) before the project's ``conf/``, for the check and for the run alike.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,17 @@ def _overrides(args: Sequence[str]) -> list[str]:
         if not a.startswith("-"):
             out.append(a)
     return out
+
+
+def config_dir(args: Sequence[str]) -> str | None:
+    """The value of ``--config-dir DIR`` / ``-cd DIR`` / ``--config-dir=DIR`` (the last one wins)."""
+    found = None
+    for i, a in enumerate(args):
+        if a in ("--config-dir", "-cd") and i + 1 < len(args):
+            found = args[i + 1]
+        elif a.startswith(("--config-dir=", "-cd=")):
+            found = a.split("=", 1)[1]
+    return found
 
 
 def share_config_store() -> None:
@@ -55,7 +70,7 @@ def main(args: Sequence[str]) -> int:
             # suggestion instead of a stack trace, and nothing is created.
             from ftlab.config.compose import validate
 
-            validate(compose(_overrides(args), plugins))
+            validate(compose(_overrides(args), plugins, config_dir=config_dir(args)))
         register_schemas(plugins)
         install_resolvers()
     except (ConfigError, PluginError, ProjectNotFound) as exc:

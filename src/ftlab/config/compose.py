@@ -333,8 +333,13 @@ def _maybe_plugins():
         return None
 
 
-def compose(overrides: Sequence[str] = (), plugins=None, return_hydra_config: bool = False) -> DictConfig:
-    """Compose ``conf/config.yaml`` + overrides, as ``ftlab`` does (outside a Hydra app)."""
+def compose(overrides: Sequence[str] = (), plugins=None, return_hydra_config: bool = False,
+            config_dir: Optional[str] = None) -> DictConfig:
+    """Compose ``conf/config.yaml`` + overrides, as ``ftlab`` does (outside a Hydra app).
+
+    ``config_dir``: a user's config folder (``ftlab --config-dir DIR``), searched before ``conf/``
+    exactly as Hydra's ``--config-dir`` does, so ``+experiment=mine`` finds ``DIR/experiment/mine.yaml``.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -348,10 +353,32 @@ def compose(overrides: Sequence[str] = (), plugins=None, return_hydra_config: bo
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(project_root() / "conf"), version_base="1.3"):
+            if config_dir is not None:
+                _prepend_config_dir(config_dir)
             return hydra_compose("config", overrides=list(overrides),
                                  return_hydra_config=return_hydra_config)
+    except ConfigError:
+        raise
     except Exception as exc:
         raise ConfigError(explain(exc, plugins)) from exc
+
+
+def _prepend_config_dir(config_dir: str) -> None:
+    """Put ``config_dir`` first on the search path of the initialised Hydra, as ``--config-dir``
+    does in a Hydra app (``hydra/_internal/utils.py``: ``search_path.prepend("command-line", ...)``).
+    The public compose API has no such argument, so the loader is rebuilt over the new search path."""
+    import os
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.global_hydra import GlobalHydra
+
+    path = os.path.abspath(os.path.expanduser(config_dir))
+    if not os.path.isdir(path):
+        raise ConfigError(f"--config-dir {config_dir}: no such folder ({path})")
+    hydra = GlobalHydra.instance().hydra
+    search_path = hydra.config_loader.config_search_path
+    search_path.prepend(provider="command-line", path=f"file://{path}")
+    hydra.config_loader = ConfigLoaderImpl(config_search_path=search_path)
 
 
 def install_resolvers() -> None:

@@ -29,7 +29,8 @@ def build_report(ref: str, out_dir: Path, uri: Optional[str] = None,
 
     runs = find_runs(ref, uri, max_runs=max_runs)
     try:
-        views = [collect(r) for r in runs]
+        defaults: dict = {}  # backend → default params, composed once per report
+        views = [collect(r, defaults) for r in runs]
         single = RUN_ID.match(ref) or (Path(ref).expanduser() / "config.yaml").is_file()
         if single:
             run = runs[0]

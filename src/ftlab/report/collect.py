@@ -1,5 +1,6 @@
-"""Turn a recorded run into plain rows for the report: config, headline metrics, per-class table,
-paired statistics, charts and provenance. No rendering here, and no model library imports.
+"""Turn a recorded run into plain rows for the report: headline metrics, paired statistics, per-class
+table, charts, the differences from the defaults, provenance and the full configuration. No rendering
+here, and no model library imports.
 """
 
 from __future__ import annotations
@@ -16,14 +17,8 @@ from ftlab.tracking.redact import redact_uri
 
 HEADLINE = (("macro-F1", "macro_f1"), ("micro-F1", "micro_f1"), ("accuracy", "accuracy"),
             ("unparseable rate", "unparseable_rate"))
-CONFIG_KEYS = ("backend.name", "model.name", "model.source", "model.endpoint", "data.name",
-               "data.train_path", "data.eval_path", "data.test_path", "data.max_train_rows",
-               "data.max_eval_rows", "data.acceptable.source", "prompt.name", "stages", "seed",
-               "train.method", "eval.splits", "eval.decoding.mode", "eval.bootstrap_samples",
-               "eval.bootstrap_seed", "eval.confidence")
-"""Keys every backend shares, shown first. Then every ``train.*`` key the run's backend honours (its
-capabilities, tagged ``ftlab.train_keys``; all of them for a backend that declares none) and every
-``backend.*`` key."""
+SHOWN_CHARS = 160
+"""A value in the differences table is cut to this many characters (the full configuration has it all)."""
 
 
 @dataclass
@@ -67,10 +62,24 @@ class SplitView:
 
 
 @dataclass
+class Change:
+    key: str
+    value: str
+    default: Optional[str]
+    """The default's value; None when the defaults have no such key (another backend's schema)."""
+
+
+@dataclass
 class RunView:
     run: RecordedRun
     started: str
     config: list[tuple[str, str]]
+    """The full configuration (shown last, collapsed): every logged param, except ``train.*`` keys the
+    run's backend declares it does not use (capabilities, tagged ``ftlab.train_keys``)."""
+    changes: Optional[list[Change]]
+    """The keys of ``config`` whose value differs from the defaults (None: the defaults could not be
+    composed here; ``defaults_note`` says why)."""
+    defaults_note: str
     splits: list[SplitView]
     charts: list[Chart]
     """Run-wide charts (training loss)."""
@@ -169,6 +178,13 @@ def _provenance(run: RecordedRun) -> list[tuple[str, str]]:
     for name, d in (man.get("data") or {}).items():
         rows.append((f"data {name}", f"{d.get('path', '')} ({d.get('rows', '?')} rows) "
                                      f"sha256 {d.get('sha256', '')}"))
+    if man.get("data_labels"):
+        n = len(man["data_labels"].get("labels") or [])
+        rows.append(("data labels", f"auto: the training file's {n} distinct labels (counts in manifest.json)"))
+    if man.get("data_split"):
+        d = man["data_split"]
+        rows.append(("data split", f"eval_fraction {d.get('fraction')} of {d.get('source', '')}, stratified, "
+                                   f"seed {d.get('seed')} (row ids: data/split.json)"))
     rows.append(("prompt sha256", man.get("prompt_sha256") or run.tags.get("ftlab.prompt_sha256", "")))
     rows.append(("label-set sha256", man.get("label_set_sha256")
                  or run.tags.get("ftlab.label_set_sha256", "")))
@@ -179,17 +195,47 @@ def _provenance(run: RecordedRun) -> list[tuple[str, str]]:
     return rows
 
 
-def collect(run: RecordedRun) -> RunView:
+def default_params(backend: str, cache: Optional[dict] = None) -> dict[str, str]:
+    """The params a run with no experiment and no overrides would log (``ftlab backend=<backend>``:
+    the project's defaults, with the run's backend so its own keys compare to their defaults)."""
+    if cache is not None and backend in cache:
+        return cache[backend]
+    from omegaconf import OmegaConf
+
+    from ftlab.config.compose import compose, plain_config
+    from ftlab.tracking.mlflow_tracker import flatten
+
+    plain = plain_config(compose([f"backend={backend}"] if backend else []), resolve=True)
+    # through YAML, as the runner records it (enums become their names)
+    params = flatten(OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(plain))))
+    if cache is not None:
+        cache[backend] = params
+    return params
+
+
+def _changes(run: RecordedRun, config: list[tuple[str, str]],
+             cache: Optional[dict]) -> tuple[Optional[list[Change]], str]:
+    backend = run.params.get("backend.name", "")
+    try:
+        defaults = default_params(backend, cache)
+    except Exception as exc:  # composing needs the project's conf/ and the backend's plugin
+        return None, (f"The defaults could not be composed here ({type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); the full configuration is below.")
+    changes = [Change(k, v, defaults.get(k)) for k, v in config if defaults.get(k) != v]
+    return changes, (f"Compared with `ftlab backend={backend}` (no experiment, no overrides): "
+                     f"{len(changes)} of {len(config)} keys differ.")
+
+
+def collect(run: RecordedRun, defaults_cache: Optional[dict] = None) -> RunView:
+    """The report's rows for ``run``; ``defaults_cache`` (backend → default params) is shared by the
+    runs of one report, so the defaults are composed once per backend."""
     started = (datetime.fromtimestamp(run.start_time / 1000, tz=timezone.utc)
                .strftime("%Y-%m-%d %H:%M:%S UTC") if run.start_time else "")
-    config = [(k, run.params[k]) for k in CONFIG_KEYS if run.params.get(k) not in (None, "None")]
     declared = run.tags.get("ftlab.train_keys")
     caps = Capabilities(train_keys=None if declared is None else dict.fromkeys(declared.split(), ""))
-    config += [(k, v) for k, v in sorted(run.params.items())
-               if k.startswith("train.") and k not in CONFIG_KEYS and caps.honours_train_key(k[len("train."):])
-               and v not in (None, "None")]
-    config += [(k, v) for k, v in sorted(run.params.items())
-               if k.startswith("backend.") and k != "backend.name"]
+    config = [(k, v) for k, v in sorted(run.params.items())
+              if not k.startswith("train.") or caps.honours_train_key(k[len("train."):])]
+    changes, note = _changes(run, config, defaults_cache)
     charts = [c for c in [_chart(run, "train/loss.png", "Training loss per step")] if c]
     native = sorted((k, v) for k, v in run.metrics.items() if k.startswith("native/"))
     notes = []
@@ -199,7 +245,7 @@ def collect(run: RecordedRun) -> RunView:
     if run.status != "FINISHED":
         notes.append(f"Run status is {run.status}: numbers may be partial.")
         notes += [run.status_note] if run.status_note else []
-    return RunView(run, started, config, splits, charts, _provenance(run), native, notes)
+    return RunView(run, started, config, changes, note, splits, charts, _provenance(run), native, notes)
 
 
 def comparability(views: list[RunView]) -> list[str]:

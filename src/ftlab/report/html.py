@@ -1,10 +1,14 @@
-"""One self-contained HTML page (charts as base64 PNG); every value is escaped by jinja2."""
+"""One self-contained HTML page (charts as base64 PNG); every value is escaped by jinja2.
+
+Each run leads with its results (the headline base-vs-tuned table, the paired comparison, per-class
+F1, the confusion matrices), then the differences from the defaults and provenance; the full
+configuration comes last, collapsed in a ``<details>`` element."""
 
 from __future__ import annotations
 
 import base64
 
-from ftlab.report.collect import RunView, ci_text, comparability, confidence_pct, fmt, fmt_p
+from ftlab.report.collect import SHOWN_CHARS, RunView, ci_text, comparability, confidence_pct, fmt, fmt_p
 
 TEMPLATE = r"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -22,6 +26,7 @@ tr:nth-child(even) td { background: #fafafa; }
 img { max-width: 100%; border: 1px solid #eee; } figure { margin: 1em 0; }
 figcaption { color: #555; font-size: .9em; } code { font-size: .92em; }
 .small td { font-size: .88em; }
+details.config { margin: 2em 0 1em; } details.config summary { cursor: pointer; font-weight: 600; }
 </style></head>
 <body>
 <h1>{{ title }}</h1>
@@ -51,11 +56,10 @@ row's own label, lenient = any acceptable label of the row.</p>
 <p>MLflow run <code>{{ v.run.run_id }}</code> in experiment <b>{{ v.run.experiment_name }}</b>,
 started {{ v.started }}, status {{ v.run.status }}.</p>
 {% for n in v.notes %}<p class="note">{{ n }}</p>{% endfor %}
-<h3>Configuration</h3>
-<table class="small">{% for k, val in v.config %}<tr><th><code>{{ k }}</code></th><td>{{ val }}</td></tr>{% endfor %}</table>
+<section class="results" id="results-{{ v.run.run_id }}">
 {% for s in v.splits %}
-<h3>Split <code>{{ s.split }}</code>: headline metrics</h3>
-<table><tr><th>metric</th><th>scoring</th>{% for st in s.stages %}<th class="num">{{ st }}</th>{% endfor %}
+<h3>Results on <code>{{ s.split }}</code>{% if 'base' in s.stages and 'tuned' in s.stages %}: base vs tuned{% endif %}</h3>
+<table class="headline"><tr><th>metric</th><th>scoring</th>{% for st in s.stages %}<th class="num">{{ st }}</th>{% endfor %}
 {% if 'base' in s.stages and 'tuned' in s.stages %}<th class="num">delta</th>{% endif %}</tr>
 {% for r in s.headline %}<tr><td>{{ r.name }}</td><td>{{ r.mode }}</td>
 {% for st in s.stages %}<td class="num">{{ fmt(r.values[st]) }}</td>{% endfor %}
@@ -79,13 +83,27 @@ started {{ v.started }}, status {{ v.run.status }}.</p>
 {% for ch in s.charts %}<figure><img alt="{{ ch.title }}" src="data:image/png;base64,{{ b64(ch.png) }}"><figcaption>{{ ch.title }}</figcaption></figure>{% endfor %}
 {% endfor %}
 {% for ch in v.charts %}<h3>{{ ch.title }}</h3><figure><img alt="{{ ch.title }}" src="data:image/png;base64,{{ b64(ch.png) }}"></figure>{% endfor %}
+</section>
+<h3 id="changes-{{ v.run.run_id }}">Differences from the defaults</h3>
+<p>{{ v.defaults_note }}</p>
+{% if v.changes %}<table class="small changes"><tr><th>key</th><th>this run</th><th>default</th></tr>
+{% for c in v.changes %}<tr><th><code>{{ c.key }}</code></th><td>{{ cut(c.value) }}</td><td>{{ '(not in the defaults)' if c.default is none else cut(c.default) }}</td></tr>
+{% endfor %}</table>{% endif %}
 {% if v.native %}<h3>Backend's native evaluation (not the headline)</h3>
 <table class="small">{% for k, val in v.native %}<tr><td><code>{{ k }}</code></td><td class="num">{{ fmt(val) }}</td></tr>{% endfor %}</table>{% endif %}
 <h3>Provenance</h3>
 <table class="small">{% for k, val in v.provenance %}<tr><th>{{ k }}</th><td><code>{{ val }}</code></td></tr>{% endfor %}</table>
+<details class="config" id="config-{{ v.run.run_id }}"><summary>Full configuration ({{ v.config|length }} keys)</summary>
+<table class="small">{% for k, val in v.config %}<tr><th><code>{{ k }}</code></th><td>{{ val }}</td></tr>{% endfor %}</table>
+</details>
 {% endfor %}
 </body></html>
 """
+
+
+def cut(value: str, n: int = SHOWN_CHARS) -> str:
+    """``value``, cut to ``n`` characters with an ellipsis (the full configuration keeps it whole)."""
+    return value if len(value) <= n else value[:n - 1] + "…"
 
 
 def _cls(x) -> str:
@@ -101,5 +119,5 @@ def render_html(views: list[RunView], title: str, generated: str, uri: str) -> s
     tpl = env.from_string(TEMPLATE)
     return tpl.render(views=views, title=title, generated=generated, uri=uri, fmt=fmt, fmt_p=fmt_p,
                       unlike=comparability(views) if len(views) > 1 else [],
-                      ci_text=ci_text, conf=confidence_pct, cls=_cls,
+                      ci_text=ci_text, conf=confidence_pct, cls=_cls, cut=cut,
                       b64=lambda b: base64.b64encode(b).decode("ascii"))

@@ -1,4 +1,5 @@
-"""The same report as Markdown; charts are written as PNG files next to it and linked."""
+"""The same report as Markdown, in the same order (results first, the full configuration last in a
+``<details>`` block); charts are written as PNG files next to it and linked."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from ftlab.paths import atomic_write_bytes
 from ftlab.report.collect import RunView, ci_text, comparability, confidence_pct, fmt, fmt_p
+from ftlab.report.html import cut
 
 
 def cell(x: object) -> str:
@@ -48,10 +50,9 @@ def render_markdown(views: list[RunView], title: str, generated: str, uri: str,
                   f"MLflow run `{v.run.run_id}` in experiment **{cell(v.run.experiment_name)}**, "
                   f"started {v.started}, status {v.run.status}.", ""]
         lines += [f"> {cell(n)}" for n in v.notes] + ([""] if v.notes else [])
-        lines += ["### Configuration", ""] + _table(["key", "value"], [[f"`{k}`", x] for k, x in v.config])
         for s in v.splits:
             both = "base" in s.stages and "tuned" in s.stages
-            lines += [f"### Split `{s.split}`: headline metrics", ""]
+            lines += [f"### Results on `{s.split}`" + (": base vs tuned" if both else ""), ""]
             lines += _table(["metric", "scoring", *s.stages] + (["delta"] if both else []),
                             [[r.name, r.mode, *(fmt(r.values[st]) for st in s.stages)]
                              + ([fmt(r.delta, True)] if both else []) for r in s.headline])
@@ -74,10 +75,17 @@ def render_markdown(views: list[RunView], title: str, generated: str, uri: str,
                               fmt(r.tuned), fmt(r.delta, True)] for r in s.per_class])
             lines += _charts(s.charts, prefix, assets, assets_rel)
         lines += _charts(v.charts, prefix, assets, assets_rel)
+        lines += ["### Differences from the defaults", "", cell(v.defaults_note), ""]
+        if v.changes:
+            lines += _table(["key", "this run", "default"],
+                            [[f"`{c.key}`", cut(c.value), "(not in the defaults)" if c.default is None
+                              else cut(c.default)] for c in v.changes])
         if v.native:
             lines += ["### Backend's native evaluation (not the headline)", ""]
             lines += _table(["metric", "value"], [[f"`{k}`", fmt(x)] for k, x in v.native])
         lines += ["### Provenance", ""] + _table(["what", "value"], [[k, x] for k, x in v.provenance])
+        lines += ["<details><summary>Full configuration ({} keys)</summary>".format(len(v.config)), ""]
+        lines += _table(["key", "value"], [[f"`{k}`", x] for k, x in v.config]) + ["</details>", ""]
     return "\n".join(lines)
 
 

@@ -2,7 +2,7 @@
 
 Speaks the part of the v2 REST API that google-cloud-bigquery 3.x uses for ftlab's statements:
 jobs.insert/get/cancel, getQueryResults (schema call, then rows call), jobs.query, multipart uploads
-(NDJSON, Parquet), tables.get and models.get. Jobs move PENDING → RUNNING → DONE over polls.
+(NDJSON, Parquet), tables.get, tabledata.list (paged) and models.get. Jobs move PENDING → RUNNING → DONE over polls.
 Admin endpoints under ``/_fake/``: ``GET log``, ``GET state``, ``POST faults`` (JSON), ``POST reset``.
 """
 
@@ -25,6 +25,7 @@ ROUTES = [
     ("GET", re.compile(rf"^{API}/queries/([^/]+)$"), "jobs.getQueryResults"),
     ("POST", re.compile(rf"^{API}/queries$"), "jobs.query"),
     ("GET", re.compile(rf"^{API}/datasets/([^/]+)/tables/([^/]+)$"), "tables.get"),
+    ("GET", re.compile(rf"^{API}/datasets/([^/]+)/tables/([^/]+)/data$"), "tabledata.list"),
     ("GET", re.compile(rf"^{API}/datasets/([^/]+)/models/([^/]+)$"), "models.get"),
 ]
 HTTP_REASONS = {429: "rateLimitExceeded", 500: "backendError", 502: "badGateway", 503: "backendError"}
