@@ -88,7 +88,7 @@ def text_table(base, tuned, keys, comparison=None, console: Optional[Console] = 
     console = console or Console()
     first = base or tuned
     t = Table(title=f"ftlab: {first.split} split, base vs tuned ({len(first.items)} examples)")
-    for col in ("metric", "base", "tuned", "delta", "95% CI", "wins/ties/losses"):
+    for col in ("metric", "base", "tuned", "delta", "95% CI", "W/T/L"):
         t.add_column(col, justify="left" if col == "metric" else "right")
     hb = base.headline() if base else {}
     ht = tuned.headline() if tuned else {}
@@ -96,6 +96,6 @@ def text_table(base, tuned, keys, comparison=None, console: Optional[Console] = 
         b, u = hb.get(key), ht.get(key)
         c = (comparison or {}).get(key)
         t.add_row(key, _f(b), _f(u), _d(u - b) if b is not None and u is not None else "",
-                  f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c else "",
+                  f"[{c.ci_low:+.3f},{c.ci_high:+.3f}]" if c else "",
                   f"{c.wins}/{c.ties}/{c.losses}" if c else "")
     console.print(t)

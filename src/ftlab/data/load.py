@@ -56,8 +56,8 @@ def source_of(cfg: DataConfig, split: str) -> Optional[tuple[str, str, bool]]:
     return None
 
 
-def _read(cfg: DataConfig, key: str, value: str, is_table: bool):
-    columns = required_columns(cfg)
+def _read(cfg: DataConfig, key: str, value: str, is_table: bool, target: str = "label"):
+    columns = required_columns(cfg, target)
     if is_table:
         from ftlab.data.bigquery import read_table
 
@@ -73,14 +73,15 @@ def _read(cfg: DataConfig, key: str, value: str, is_table: bool):
 
 
 def load_split(cfg: DataConfig, split: str, limit: Optional[int], labels: Optional[set],
-               index: Optional[dict] = None) -> Split:
-    """Read one split (its file or table) and check every row; ``labels=None`` accepts any label."""
+               index: Optional[dict] = None, target: str = "label") -> Split:
+    """Read one split (its file or table) and check every row; ``labels=None`` accepts any label;
+    ``target`` is ``label``, ``text`` or ``answers`` (:class:`~ftlab.data.rows.RowChecker`)."""
     src = source_of(cfg, split)
     if src is None:
         raise DataError(f"data.{split}_path (or data.{split}_table) is not set")
     key, value, is_table = src
-    where, fmt, sha, rows = _read(cfg, key, value, is_table)
-    checker = RowChecker(cfg, labels, index)
+    where, fmt, sha, rows = _read(cfg, key, value, is_table, target)
+    checker = RowChecker(cfg, labels, index, target)
     examples, skipped, seen = [], [], {}
     for row in rows:
         if limit is not None and len(examples) >= limit:
@@ -167,11 +168,14 @@ def _first(split: Split, n: Optional[int]) -> Split:
     return split if n is None else dataclasses.replace(split, examples=split.examples[:n])
 
 
-def load_data(cfg: DataConfig, eval_splits, need_train: bool) -> LoadedData:
+def load_data(cfg: DataConfig, eval_splits, need_train: bool, target: str = "label") -> LoadedData:
     """Load the training split (when needed, or when ``auto``/``eval_fraction`` read it) and every
-    evaluation split; errors name the key, the file and the line or row."""
+    evaluation split; errors name the key, the file and the line or row. ``target`` other than
+    ``label``: a generation task's rows (a reference text, or ``answers``), no label set."""
     from ftlab.data.holdout import hold_out
 
+    if target != "label":
+        return _load_generation(cfg, eval_splits, need_train, target)
     if not cfg.labels_auto and not cfg.labels:
         raise DataError("data.labels is empty: list the label set in the data config, or set "
                         "data.labels=auto to take the training file's labels")
@@ -212,6 +216,39 @@ def load_data(cfg: DataConfig, eval_splits, need_train: bool) -> LoadedData:
                                if split == "eval" else ""))
         out[split] = load_split(cfg, split, cfg.max_eval_rows, set(order), index)
     return LoadedData(out, order, auto, dict(counts) if auto else None, holdout)
+
+
+def _load_generation(cfg: DataConfig, eval_splits, need_train: bool, target: str) -> LoadedData:
+    """A generation task's splits: no label set; ``eval_fraction`` holds out a seeded random part."""
+    from ftlab.data.holdout import hold_out
+
+    if cfg.labels_auto or cfg.labels:
+        raise DataError("data.labels is set, but a generation task has no closed label set: remove it "
+                        "(data.target_column names the reference)")
+    out: dict[str, Split] = {}
+    held, holdout = None, None
+    if need_train or cfg.eval_fraction:
+        if source_of(cfg, "train") is None:
+            raise DataError("data.train_path (or data.train_table) is not set, and "
+                            + ("data.eval_fraction splits it" if cfg.eval_fraction else "stages include train"))
+        train = load_split(cfg, "train", None if cfg.eval_fraction else cfg.max_train_rows, None, target=target)
+        if cfg.eval_fraction:  # one pseudo-label: a seeded random (unstratified) split
+            train, held, holdout = hold_out(train, ("",), cfg.eval_fraction, cfg.split_seed, source_of(cfg, "train"))
+            holdout["stratified_by"] = "none (a generation task has no labels)"
+            train, held = _first(train, cfg.max_train_rows), _first(held, cfg.max_eval_rows)
+            holdout["train_ids"] = [ex.id for ex in train.examples]
+            holdout["eval_ids"] = [ex.id for ex in held.examples]
+            holdout["rows_used"] = {"train": len(train.examples), "eval": len(held.examples)}
+        if need_train:
+            out["train"] = train
+    for split in eval_splits:
+        if split == "eval" and held is not None:
+            out[split] = held
+        elif source_of(cfg, split) is None:
+            raise DataError(f"data.{split}_path is not set but eval.splits names {split!r}")
+        else:
+            out[split] = load_split(cfg, split, cfg.max_eval_rows, None, target=target)
+    return LoadedData(out, (), False, None, holdout)
 
 
 def load_splits(cfg: DataConfig, eval_splits, need_train: bool) -> dict[str, Split]:

@@ -72,8 +72,15 @@ def split_labels(value, sep: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in str(value).split(sep) if s.strip())
 
 
-def required_columns(cfg: DataConfig) -> dict[str, str]:
-    """``{column: config key}`` of every column a row must have."""
+def required_columns(cfg: DataConfig, target: str = "label") -> dict[str, str]:
+    """``{column: config key}`` of every column a row must have (``target``: see :class:`RowChecker`)."""
+    if target != "label":
+        col, key = (cfg.target_column, "data.target_column") if cfg.target_column else \
+            (cfg.label_column, "data.label_column")
+        cols = {cfg.text_column: "data.text_column", col: key}
+        if cfg.id_column:
+            cols.setdefault(cfg.id_column, "data.id_column")
+        return cols
     cols = {cfg.text_column: "data.text_column", cfg.label_column: "data.label_column"}
     if cfg.acceptable.source == AcceptableSource.column:
         cols.setdefault(cfg.acceptable.column, "data.acceptable.column")
@@ -119,11 +126,14 @@ def acceptable_index(cfg: DataConfig) -> dict[tuple[str, int], tuple[str, ...]]:
 
 class RowChecker:
     """The checks of one split. ``labels=None`` accepts any label (``data.labels=auto`` reading
-    the training file, whose labels become the set)."""
+    the training file, whose labels become the set). ``target``: ``label`` (classification),
+    ``text`` (one reference text: text generation, summarization) or ``answers`` (question
+    answering: a list of acceptable answers, or a string split on ``data.acceptable.separator``)."""
 
-    def __init__(self, cfg: DataConfig, labels: Optional[set], index: Optional[dict]) -> None:
-        self.cfg, self.labels, self.index = cfg, labels, index
-        self.columns = [(c, k) for c, k in required_columns(cfg).items() if k != "data.acceptable.column"]
+    def __init__(self, cfg: DataConfig, labels: Optional[set], index: Optional[dict], target: str = "label") -> None:
+        self.cfg, self.labels, self.index, self.target = cfg, labels, index, target
+        self.columns = [(c, k) for c, k in required_columns(cfg, target).items()
+                        if k != "data.acceptable.column"]
         """Checked here; the acceptable-labels column is named with its own message in ``_acceptable``."""
 
     def example(self, split: str, row: RawRow) -> Example:
@@ -134,6 +144,8 @@ class RowChecker:
         for col, ckey in self.columns:
             if col not in value:
                 raise BadRow("missing_key", f"missing key {col!r} ({ckey}); the row has {sorted(value)}")
+        if self.target != "label":
+            return self._generation(split, row)
         text, label = value[cfg.text_column], value[cfg.label_column]
         for col, v in ((cfg.text_column, text), (cfg.label_column, label)):
             if not isinstance(v, str):
@@ -154,6 +166,33 @@ class RowChecker:
                                            f"string or integer, got {type_name(v)} {v!r}")
             rid = str(v)
         return Example(id=rid, text=text, label=label, acceptable=self._acceptable(split, row), source=row.where)
+
+    def _generation(self, split: str, row: RawRow) -> Example:
+        """A generation row: its input and its reference text(s); no label."""
+        cfg, value = self.cfg, row.value
+        col = cfg.target_column or cfg.label_column
+        text, target = value[cfg.text_column], value[col]
+        if not isinstance(text, str):
+            raise BadRow("wrong_type", f"{cfg.text_column!r} must be a string, got {type_name(text)}")
+        if not text.strip():
+            raise BadRow("empty_text", f"empty {cfg.text_column!r} (an empty input has nothing to answer from)")
+        if self.target == "answers":
+            if not isinstance(target, (str, list, tuple)):
+                raise BadRow("wrong_type", f"{col!r} must be a list of answers or a string, got {type_name(target)}")
+            refs = split_labels(target, cfg.acceptable.separator)
+            if not refs:
+                raise BadRow("no_answers", f"{col!r} lists no answer (question answering needs at least one "
+                                           f"acceptable answer per row)")
+        else:
+            if not isinstance(target, str):
+                raise BadRow("wrong_type", f"{col!r} must be a string (the reference text), got {type_name(target)}")
+            if not target.strip():
+                raise BadRow("empty_target", f"empty {col!r} (data.target_column: every row needs its reference)")
+            refs = (target.strip(),)
+        rid = f"{split}-{row.index}"
+        if cfg.id_column:
+            rid = str(value[cfg.id_column])
+        return Example(id=rid, text=text, label="", source=row.where, references=refs)
 
     def _acceptable(self, split: str, row: RawRow) -> tuple[str, ...]:
         cfg, value = self.cfg, row.value

@@ -69,6 +69,9 @@ def sentences(text: str) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _rouge_scorer():
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." at INFO
     from rouge_score import rouge_scorer
 
     return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
