@@ -92,6 +92,18 @@ def metric_dict(s: Scored, labels: Sequence[str]) -> dict[str, float]:
     return out
 
 
+def write_prompts(out: Path, items) -> list[Path]:
+    """prompts.jsonl under ``out`` (one row per item that recorded its prompt); [] when none did."""
+    prompts = prompt_rows(items)
+    if not prompts:
+        return []
+    path = out / "prompts.jsonl"
+    with atomic_open(path) as fh:
+        for r in prompts:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return [path]
+
+
 def write_files(s: Scored, examples: Sequence[Example], labels: Sequence[str], out: Path) -> list[Path]:
     """predictions.jsonl, prompts.jsonl (the distinct texts sent, by sha256), per_class.csv,
     confusion_matrix.csv/.png, metrics.json under ``out``."""
@@ -108,13 +120,7 @@ def write_files(s: Scored, examples: Sequence[Example], labels: Sequence[str], o
                    "unparseable": p.label == UNPARSEABLE}
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     files.append(path)
-    prompts = prompt_rows(s.items)
-    if prompts:
-        path = out / "prompts.jsonl"
-        with atomic_open(path) as fh:
-            for r in prompts:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-        files.append(path)
+    files += write_prompts(out, s.items)
     path = out / "per_class.csv"
     slugs = {v: k for k, v in slug_map(labels).items()}
     with atomic_open(path, newline="") as fh:

@@ -15,7 +15,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ftlab.contract import Example, Prediction, Predictions, prompt_rows
+from ftlab.contract import Example, Prediction, Predictions
+from ftlab.evaluate import write_prompts
 from ftlab.paths import atomic_open, atomic_write_text
 
 
@@ -92,13 +93,7 @@ def write_files(s: TextScored, examples: Sequence[Example], out: Path) -> list[P
                    "metrics": per}
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     files = [path]
-    prompts = prompt_rows(s.items)
-    if prompts:
-        path = out / "prompts.jsonl"
-        with atomic_open(path) as fh:
-            for r in prompts:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-        files.append(path)
+    files += write_prompts(out, s.items)
     path = out / "metrics.json"
     atomic_write_text(path, json.dumps(metric_dict(s), indent=1, sort_keys=True))
     files.append(path)
