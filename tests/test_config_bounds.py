@@ -59,7 +59,7 @@ def test_a_config_read_back_from_a_run_folder_is_held_to_the_same_ranges(plugins
 
 
 UNBOUNDED = {"RunConfig.seed", "TrainConfig.seed", "EvalConfig.bootstrap_seed", "TinyModelConfig.seed",
-             "CVConfig.seed"}
+             "CVConfig.seed", "DataConfig.split_seed"}
 """Numeric fields any integer suits (seeds)."""
 
 

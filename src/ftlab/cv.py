@@ -7,8 +7,8 @@ fold, so a transcript filed under two labels is never trained on and scored at o
 :class:`~ftlab.contract.TrainJob` on the other folds and one ``predict`` on the held-out fold per
 fold, scored by the same evaluator as any evaluation. A fold is an ordinary training job, so every
 backend gets cross-validation without code of its own; ``TrainJob.repeat`` tells a backend that
-more folds follow, so it may keep what does not depend on training (local_peft keeps its frozen
-prompt states and document means).
+more folds follow, so it may keep what does not depend on training (a local backend may keep its
+frozen prompt states and document features).
 
 MLflow keys (``<m>`` is each headline metric: ``macro_f1``, ``accuracy`` …, and ``lenient/<m>``):
 ``cv/fold_<i>/<m>`` per fold (1-based), ``cv/<m>_mean``, ``cv/<m>_std`` (sample std over folds),

@@ -190,11 +190,8 @@ class Run:
         self._t0 = time.perf_counter()
         cfg = self.cfg
         info = self.plugins.backend(cfg.backend.name)
-        task = self.plugins.task(cfg.eval.task)
-        self.data = load_data(cfg.data, cfg.eval.splits,
-                              need_train=bool({"train", "cross_validate"} & set(self.stages)),
-                              target=("answers" if task.multiple_references else "text") if task.generative
-                              else "label")
+        self.data = load_data(cfg.data, cfg.eval.splits, target=self.plugins.task(cfg.eval.task).target,
+                              need_train=bool({"train", "cross_validate"} & set(self.stages)))
         self.splits = self.data.splits
         cfg.data.labels, self.yaml = list(self.data.labels), self.data.config_yaml(self.yaml)  # auto → list
         self.prompt = make_prompt(cfg.prompt, cfg.data.labels)

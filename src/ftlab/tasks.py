@@ -34,6 +34,13 @@ class TaskType:
     """A row may carry several acceptable targets (question answering: a list of answers)."""
     description: str = ""
 
+    @property
+    def target(self) -> str:
+        """What the data loader reads as each row's target: ``label``, ``text`` or ``answers``."""
+        if not self.generative:
+            return "label"
+        return "answers" if self.multiple_references else "text"
+
 
 BUILTIN_TASKS = (
     TaskType(CLASSIFICATION, False, headline=("macro_f1", "lenient/macro_f1", "accuracy"),

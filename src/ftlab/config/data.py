@@ -7,14 +7,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
-from ftlab.config.bounds import at_least
+from ftlab.config.bounds import at_least, within
 
 LABELS_AUTO = "auto"
 """``data.labels: auto``: the sorted distinct labels of the training file."""
 TABLE_ID = re.compile(r"^[a-z0-9][a-z0-9.:-]*\.[A-Za-z0-9_]+\.[A-Za-z0-9_$-]+$")
 """``project.dataset.table`` (a domain-scoped project such as ``example.com:proj`` included)."""
-
-from ftlab.config.bounds import at_least
 
 
 class OnError(Enum):
@@ -66,7 +64,7 @@ class BigQuerySourceConfig:
     """Dataset location (e.g. `US`, `EU`); null = the client's default."""
     api_endpoint: Optional[str] = None
     """REST endpoint; null = Google's. An `http://` URL (a local fake or emulator) is used with anonymous credentials; otherwise Application Default Credentials."""
-    page_size: int = 10000
+    page_size: int = at_least(1, 10000)
     """Rows per page read from the table (`tabledata.list`)."""
 
 
@@ -102,7 +100,7 @@ class DataConfig:
     """Column holding a unique row id (used as the example id); null = `<split>-<0-based line or row>`."""
     labels: Any = field(default_factory=list)
     """The closed label set, in display order (a list), or `auto`: the distinct labels of the training file, sorted case-insensitively, printed with their counts and recorded in the manifest (`data_labels`). A row's label outside the set is an error."""
-    eval_fraction: Optional[float] = None
+    eval_fraction: Optional[float] = within(0, 1, None, lo_open=True, hi_open=True)
     """A single-split data set: hold out this fraction of the training file (0 < f < 1) as the `eval` split, stratified by label, with `split_seed`; the row ids of each part are written to `data/split.json` in the run folder. Needs `eval_path` and `eval_table` null."""
     split_seed: int = 0
     """Seed of the `eval_fraction` split (kept apart from `seed`, so runs over several seeds share one eval split)."""

@@ -70,7 +70,7 @@ class TrainConfig:
     eval_loss: bool = False
     """Compute eval/loss on the eval split at the end of each epoch (costs time)."""
     holdout_fraction: float = within(0, 1, 0.0, hi_open=True)
-    """Fraction of the training split a tuning service holds out as its own validation data (0 = none; ftlab's eval split is never used for it). bqml: DATA_SPLIT_METHOD='RANDOM' with DATA_SPLIT_EVAL_FRACTION; a backend that does not use it reports it as unused."""
+    """Fraction of the training split a tuning service holds out as its own validation data (0 = none; ftlab's eval split is never used for it). A cloud tuning service maps it to its own hold-out option (docs/backends); a backend that does not use it reports it as unused."""
     seed: int = 42
     """Seed for shuffling, dropout and adapter initialisation."""
     class_weighting: ClassWeighting = ClassWeighting.none

@@ -31,6 +31,10 @@ import string
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
+
+from ftlab.metrics.classification import prf_from_counts
+
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
@@ -176,9 +180,10 @@ def token_f1(prediction: str, answers: Sequence[str]) -> float:
             best = max(best, float(p == g))
             continue
         common = sum((collections.Counter(p) & collections.Counter(g)).values())
-        if common:
-            prec, rec = common / len(p), common / len(g)
-            best = max(best, 2 * prec * rec / (prec + rec))
+        # ftlab's one F1 (metrics.classification) on the bag-of-tokens counts.
+        _, _, f1 = prf_from_counts(np.array([float(common)]), np.array([float(len(g))]),
+                                   np.array([float(len(p))]))
+        best = max(best, float(f1[0]))
     return best
 
 
