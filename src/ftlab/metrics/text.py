@@ -76,9 +76,18 @@ def _rouge_scorer():
     import logging
 
     logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." at INFO
+    import sys
+
+    from absl import logging as absl_logging
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    # absl (rouge-score's logger) makes a handler at import bound to the sys.stderr of that moment.
+    # It is never attached here, but logging.config.dictConfig (Hydra's job logging) closes every
+    # handler ever made, and absl's closes its stream unless it is the current sys.stderr: under a
+    # stream capture that is another live stream. sys.__stderr__ is one absl never closes.
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    return scorer
 
 
 def rouge_scores(prediction: str, references: Sequence[str]) -> dict[str, float]:
