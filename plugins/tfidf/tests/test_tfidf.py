@@ -168,9 +168,9 @@ def test_reloaded_model_scores_like_the_fitted_sklearn_pipeline(classifier, labe
     preds = TfidfBackend(cfg, RunContext(tmp_path)).predict(trained.model, test, prompt, None).items
     assert [p.prompt for p in preds] == [e.text for e in test]  # what it read: the transcript itself
 
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=cfg.backend.min_df, sublinear_tf=True)
     x = vec.fit_transform([e.text for e in exs])
-    kw = {"C": 0.1, "class_weight": "balanced", "max_iter": 10000, "random_state": cfg.seed}
+    kw = {"C": cfg.backend.C, "class_weight": "balanced", "max_iter": 10000, "random_state": cfg.seed}
     clf = (LinearSVC if classifier == "linear_svc" else LogisticRegression)(**kw)
     clf.fit(x, [e.label for e in exs])
     want = clf.decision_function(vec.transform([e.text for e in test]))
