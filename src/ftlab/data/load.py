@@ -202,10 +202,23 @@ def load_data(cfg: DataConfig, eval_splits, need_train: bool, target: str = "lab
     if train is not None and (auto or fraction):
         train = _first(train, cfg.max_train_rows)
     if holdout is not None:
-        holdout["train_ids"] = [ex.id for ex in train.examples]
-        holdout["eval_ids"] = [ex.id for ex in held.examples]
-        holdout["rows_used"] = {"train": len(train.examples), "eval": len(held.examples)}
+        _record_holdout(holdout, train, held)
     out: dict[str, Split] = {"train": train} if need_train else {}
+    out.update(_eval_splits(cfg, eval_splits, held, set(order), index, "label"))
+    return LoadedData(out, order, auto, dict(counts) if auto else None, holdout)
+
+
+def _record_holdout(holdout: dict, train: Split, held: Split) -> None:
+    """The ids and row counts of both parts of an ``eval_fraction`` split, as used (after the caps)."""
+    holdout["train_ids"] = [ex.id for ex in train.examples]
+    holdout["eval_ids"] = [ex.id for ex in held.examples]
+    holdout["rows_used"] = {"train": len(train.examples), "eval": len(held.examples)}
+
+
+def _eval_splits(cfg: DataConfig, eval_splits, held: Optional[Split], labels: Optional[set],
+                 index: Optional[dict], target: str) -> dict[str, Split]:
+    """Every evaluation split: ``eval`` is the held-out part when ``eval_fraction`` made one."""
+    out: dict[str, Split] = {}
     for split in eval_splits:
         if split == "eval" and held is not None:
             out[split] = held
@@ -214,8 +227,8 @@ def load_data(cfg: DataConfig, eval_splits, need_train: bool, target: str = "lab
             raise DataError(f"data.{split}_path is not set but eval.splits names {split!r}"
                             + (" (or set data.eval_fraction to hold out part of the training file)"
                                if split == "eval" else ""))
-        out[split] = load_split(cfg, split, cfg.max_eval_rows, set(order), index)
-    return LoadedData(out, order, auto, dict(counts) if auto else None, holdout)
+        out[split] = load_split(cfg, split, cfg.max_eval_rows, labels, index, target)
+    return out
 
 
 def _load_generation(cfg: DataConfig, eval_splits, need_train: bool, target: str) -> LoadedData:
@@ -236,18 +249,10 @@ def _load_generation(cfg: DataConfig, eval_splits, need_train: bool, target: str
             train, held, holdout = hold_out(train, ("",), cfg.eval_fraction, cfg.split_seed, source_of(cfg, "train"))
             holdout["stratified_by"] = "none (a generation task has no labels)"
             train, held = _first(train, cfg.max_train_rows), _first(held, cfg.max_eval_rows)
-            holdout["train_ids"] = [ex.id for ex in train.examples]
-            holdout["eval_ids"] = [ex.id for ex in held.examples]
-            holdout["rows_used"] = {"train": len(train.examples), "eval": len(held.examples)}
+            _record_holdout(holdout, train, held)
         if need_train:
             out["train"] = train
-    for split in eval_splits:
-        if split == "eval" and held is not None:
-            out[split] = held
-        elif source_of(cfg, split) is None:
-            raise DataError(f"data.{split}_path is not set but eval.splits names {split!r}")
-        else:
-            out[split] = load_split(cfg, split, cfg.max_eval_rows, None, target=target)
+    out.update(_eval_splits(cfg, eval_splits, held, None, None, target))
     return LoadedData(out, (), False, None, holdout)
 
 

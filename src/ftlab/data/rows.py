@@ -74,16 +74,14 @@ def split_labels(value, sep: str) -> tuple[str, ...]:
 
 def required_columns(cfg: DataConfig, target: str = "label") -> dict[str, str]:
     """``{column: config key}`` of every column a row must have (``target``: see :class:`RowChecker`)."""
-    if target != "label":
+    if target == "label":
+        cols = {cfg.text_column: "data.text_column", cfg.label_column: "data.label_column"}
+        if cfg.acceptable.source == AcceptableSource.column:
+            cols.setdefault(cfg.acceptable.column, "data.acceptable.column")
+    else:
         col, key = (cfg.target_column, "data.target_column") if cfg.target_column else \
             (cfg.label_column, "data.label_column")
         cols = {cfg.text_column: "data.text_column", col: key}
-        if cfg.id_column:
-            cols.setdefault(cfg.id_column, "data.id_column")
-        return cols
-    cols = {cfg.text_column: "data.text_column", cfg.label_column: "data.label_column"}
-    if cfg.acceptable.source == AcceptableSource.column:
-        cols.setdefault(cfg.acceptable.column, "data.acceptable.column")
     if cfg.id_column:
         cols.setdefault(cfg.id_column, "data.id_column")
     return cols
@@ -158,14 +156,19 @@ class RowChecker:
             raise BadRow("unknown_label", f"label {label!r} is not in data.labels "
                                           f"({len(self.labels)} labels"
                                           f"{' from the training file' if cfg.labels_auto else ' configured'})")
-        rid = f"{split}-{row.index}"
-        if cfg.id_column:
-            v = value[cfg.id_column]
-            if isinstance(v, bool) or not isinstance(v, (str, int)) or not str(v).strip():
-                raise BadRow("wrong_type", f"{cfg.id_column!r} (data.id_column) must be a non-empty "
-                                           f"string or integer, got {type_name(v)} {v!r}")
-            rid = str(v)
-        return Example(id=rid, text=text, label=label, acceptable=self._acceptable(split, row), source=row.where)
+        return Example(id=self._row_id(split, row), text=text, label=label,
+                       acceptable=self._acceptable(split, row), source=row.where)
+
+    def _row_id(self, split: str, row: RawRow) -> str:
+        """``data.id_column``'s value (a non-empty string or integer), else ``<split>-<index>``."""
+        cfg = self.cfg
+        if not cfg.id_column:
+            return f"{split}-{row.index}"
+        v = row.value[cfg.id_column]
+        if isinstance(v, bool) or not isinstance(v, (str, int)) or not str(v).strip():
+            raise BadRow("wrong_type", f"{cfg.id_column!r} (data.id_column) must be a non-empty "
+                                       f"string or integer, got {type_name(v)} {v!r}")
+        return str(v)
 
     def _generation(self, split: str, row: RawRow) -> Example:
         """A generation row: its input and its reference text(s); no label."""
@@ -189,10 +192,7 @@ class RowChecker:
             if not target.strip():
                 raise BadRow("empty_target", f"empty {col!r} (data.target_column: every row needs its reference)")
             refs = (target.strip(),)
-        rid = f"{split}-{row.index}"
-        if cfg.id_column:
-            rid = str(value[cfg.id_column])
-        return Example(id=rid, text=text, label="", source=row.where, references=refs)
+        return Example(id=self._row_id(split, row), text=text, label="", source=row.where, references=refs)
 
     def _acceptable(self, split: str, row: RawRow) -> tuple[str, ...]:
         cfg, value = self.cfg, row.value

@@ -74,10 +74,9 @@ def sentences(text: str) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def _rouge_scorer():
     import logging
-
-    logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." at INFO
     import sys
 
+    logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." at INFO
     from absl import logging as absl_logging
     from rouge_score import rouge_scorer
 
@@ -86,8 +85,7 @@ def _rouge_scorer():
     # handler ever made, and absl's closes its stream unless it is the current sys.stderr: under a
     # stream capture that is another live stream. sys.__stderr__ is one absl never closes.
     absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    return scorer
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
 
 
 def rouge_scores(prediction: str, references: Sequence[str]) -> dict[str, float]:
