@@ -6,7 +6,7 @@ support) would name the key but not the place to fix it. :func:`where_set` finds
 composed it: an override on the command line wins; else the experiment (``+experiment=NAME``),
 its own body first, then the experiments its defaults list names, last first (Hydra puts
 ``_self_`` last by default). A config group such as ``backend`` is found in a defaults list
-(``override /backend: tfidf``). YAML is read with line marks (``yaml.compose``), never executed.
+(``override /backend: NAME``). YAML is read with line marks (``yaml.compose``), never executed.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def where_set(key: str, overrides: Sequence[str], config_dir: Optional[str] = No
 
 
 def locate(keys: Sequence[str], overrides: Sequence[str], config_dir: Optional[str] = None) -> str:
-    """`` (eval.task is set at experiments/x.yaml:17; backend at the command line (backend=tfidf))``
+    """`` (eval.task is set at experiments/x.yaml:17; backend is set at the command line (backend=NAME))``
     for the keys that were set somewhere, else ''."""
     found = [(k, where_set(k, overrides, config_dir)) for k in keys]
     parts = [f"{k} is set at {w}" for k, w in found if w]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ftlab.runs import RecordedRun
 from ftlab.tasks import CLASSIFICATION
+
+if TYPE_CHECKING:
+    from ftlab.report.collect import Chart
 
 SAMPLE_ROWS = 8
 """Examples shown side by side (a seeded sample, in data order)."""
@@ -59,8 +62,8 @@ class GenerationView:
     sample: list[ExampleRow] = field(default_factory=list)
     gains: list[ExampleRow] = field(default_factory=list)
     losses: list[ExampleRow] = field(default_factory=list)
-    histogram: Optional[object] = None
-    """A :class:`ftlab.report.collect.Chart` of the per-example deltas, when recorded."""
+    histogram: Optional["Chart"] = None
+    """The histogram of the per-example deltas, when recorded."""
 
 
 def generation_keys(run: RecordedRun, split: str) -> Optional[list[str]]:
