@@ -28,6 +28,7 @@ tr:nth-child(even) td { background: #fafafa; }
 img { max-width: 100%; border: 1px solid #eee; } figure { margin: 1em 0; }
 figcaption { color: #555; font-size: .9em; } code { font-size: .92em; }
 .small td { font-size: .88em; }
+table.examples td:first-child { white-space: nowrap; } table.examples td { max-width: 28em; }
 details.config { margin: 2em 0 1em; } details.config summary { cursor: pointer; font-weight: 600; }
 </style></head>
 <body>
