@@ -21,8 +21,10 @@ def ftlab_register_tasks(register):
 
 @hookimpl
 def ftlab_register_metrics(register):
-    """ROUGE (rouge-score), BLEU, chrF and bleu4 (sacrebleu), exact match and token F1 (SQuAD)."""
+    """ROUGE (rouge-score), BLEU, chrF and bleu4 (sacrebleu), exact match and token F1 (SQuAD), and
+    BERTScore (usable with the ``bertscore`` extra)."""
+    from ftlab.metrics.bertscore import BERTSCORE
     from ftlab.metrics.text import BUILTIN
 
-    for metric in BUILTIN:
+    for metric in (*BUILTIN, BERTSCORE):
         register(metric)

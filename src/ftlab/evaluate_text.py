@@ -36,6 +36,8 @@ class TextScored:
     """Key → its :class:`ftlab.metrics.text.TextMetric`."""
     signatures: Mapping[str, str]
     failed: int
+    inputs: tuple[str, ...] = ()
+    """Each example's input text (the examples table of the paired comparison shows an excerpt)."""
     generative = True
 
     def headline(self) -> dict[str, float]:
@@ -74,7 +76,7 @@ def score_text(stage: str, split: str, examples: Sequence[Example], preds: Predi
     corpus = {k: float(metric_of[k].value(k, list(v.sum(0)))) if len(v) else 0.0 for k, v in stats.items()}
     signatures = {m.name: m.signature() for m in metrics}
     return TextScored(stage, split, items, refs, tuple(per), stats, corpus, metric_of, signatures,
-                      sum(1 for p in items if p.status))
+                      sum(1 for p in items if p.status), tuple(ex.text for ex in examples))
 
 
 def metric_dict(s: TextScored) -> dict[str, float]:

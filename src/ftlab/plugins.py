@@ -238,6 +238,9 @@ class Plugins:
         if name not in known:
             raise PluginError(f"unknown metric {name!r} in eval.metrics{did_you_mean(name, known)} "
                               f"(registered: {', '.join(sorted(known))})")
+        problem = getattr(known[name], "missing", lambda: "")()
+        if problem:
+            raise PluginError(f"metric {name!r} in eval.metrics needs {problem}")
         return known[name]
 
     def run_started(self, cfg, run_dir) -> None:

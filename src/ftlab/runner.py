@@ -27,7 +27,7 @@ from ftlab.paths import atomic_open, atomic_write_text
 from ftlab.plugins import PluginError, get_plugins
 from ftlab.prompt import make_prompt
 from ftlab.runs import mark_process
-from ftlab.scoring import Scorer
+from ftlab.scoring import TABLES, Scorer
 from ftlab.tracking.mlflow_tracker import Tracker, TrackingError, flatten
 from ftlab.tracking.redact import redact_config, redact_uri
 
@@ -170,7 +170,7 @@ class Run:
                                                                           self.run_dir / "compare" / split)
             self.tracker.log_metrics({f"compare/{split}/{k}": v for k, v in metrics.items()})
             for f in files:
-                self.tracker.log_artifact(f, f"compare/{split}")
+                self.tracker.log_artifact(f, f"compare/{split}", table=f.name in TABLES)
 
     def _log_skipped(self) -> None:
         """data.on_error=skip: counts per split and reason, the skipped lines, and a warning."""

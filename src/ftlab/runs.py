@@ -210,14 +210,15 @@ class RecordedRun:
         return self.metrics.get(key)
 
     def stages(self, split: str) -> list[str]:
-        """Evaluation stages recorded for ``split`` (``base``, ``tuned``), in run order."""
-        found = {k.split("/")[1] for k in self.metrics
-                 if k.startswith("eval/") and k.endswith(f"/{split}/macro_f1") and k.count("/") == 3}
+        """Evaluation stages recorded for ``split`` (``base``, ``tuned``), in run order (every task logs
+        ``failed_rows``; classification runs from before it only ``macro_f1``)."""
+        found = {k.split("/")[1] for k in self.metrics if k.startswith("eval/") and k.count("/") == 3
+                 and (k.endswith(f"/{split}/macro_f1") or k.endswith(f"/{split}/failed_rows"))}
         return [s for s in ("base", "tuned") if s in found] + sorted(found - {"base", "tuned"})
 
     def splits(self) -> list[str]:
-        found = {k.split("/")[2] for k in self.metrics
-                 if k.startswith("eval/") and k.endswith("/macro_f1") and k.count("/") == 3}
+        found = {k.split("/")[2] for k in self.metrics if k.startswith("eval/") and k.count("/") == 3
+                 and (k.endswith("/macro_f1") or k.endswith("/failed_rows"))}
         return [s for s in ("eval", "test") if s in found] + sorted(found - {"eval", "test"})
 
     @property

@@ -20,6 +20,15 @@ from ftlab import plots
 from ftlab.contract import Example, Predictions
 from ftlab.paths import atomic_open, atomic_write_text
 
+EXAMPLES_TABLE = "examples.json"
+"""A generation task's paired comparison writes every example side by side here (``compare/<split>/``),
+in the JSON layout of ``mlflow.log_table`` (``{"columns": [...], "data": [[...], ...]}``), so the
+MLflow UI shows it as a table and ``ftlab report`` samples it."""
+TABLES = (EXAMPLES_TABLE,)
+"""File names the runner logs as MLflow tables (tagged ``mlflow.loggedArtifacts``)."""
+INPUT_EXCERPT_CHARS = 400
+"""The examples table keeps this many characters of each input (the full text is in the data file)."""
+
 
 class Scorer:
     def __init__(self, task: Any, metrics: Sequence[Any], prompt: Any, eval_cfg: Any) -> None:
@@ -99,16 +108,25 @@ class Scorer:
         return metrics, cmp, [path, out / "comparison.json", png]
 
     def _delta_files(self, base, tuned, key: str, out: Path) -> list[Path]:
-        """Per-example base, tuned and delta of ``key`` (a table, and a histogram of the deltas)."""
+        """Per-example base, tuned and delta of ``key``: a CSV, the examples table (input excerpt,
+        references, both outputs, both scores) and a histogram of the deltas."""
         path = out / "per_example_delta.csv"
-        deltas = []
+        deltas, data = [], []
         with atomic_open(path, newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["id", f"base_{key}", f"tuned_{key}", "delta"])
-            for p, a, b in zip(base.items, base.per_example, tuned.per_example):
+            for i, (p, a, b) in enumerate(zip(base.items, base.per_example, tuned.per_example)):
                 d = b.get(key, 0.0) - a.get(key, 0.0)
                 deltas.append(d)
                 w.writerow([p.id, f"{a.get(key, 0.0):.6f}", f"{b.get(key, 0.0):.6f}", f"{d:+.6f}"])
+                text = base.inputs[i] if i < len(base.inputs) else ""
+                data.append([p.id, text[:INPUT_EXCERPT_CHARS] + ("…" if len(text) > INPUT_EXCERPT_CHARS else ""),
+                             " | ".join(base.references[i]), p.raw_text, tuned.items[i].raw_text,
+                             a.get(key, 0.0), b.get(key, 0.0), d])
+        table = out / EXAMPLES_TABLE
+        atomic_write_text(table, json.dumps({"columns": ["id", "input", "reference", "base_output", "tuned_output",
+                                                         f"base_{key}", f"tuned_{key}", "delta"],
+                                             "data": data}, ensure_ascii=False))
         png = plots.histogram_png(deltas, out / "per_example_delta.png",
                                   f"per-example {key}: tuned minus base", f"{key} delta")
-        return [path, png]
+        return [path, table, png]

@@ -45,7 +45,16 @@ def test_cli_summarize_smoke_on_bqml_logs_host_and_native_metrics(fake_bq, tmp_p
         assert m[f"native/{stage}/eval/num_total_rows"] == m[f"native/{stage}/eval/num_successful_rows"] == 12
         assert not any(k.startswith(f"native/{stage}/eval/per_class/") or k.endswith("macro_f1")
                        for k in m if k.startswith("native/"))
-    assert any(k.startswith("compare/eval/rougeL_f1") for k in m), sorted(k for k in m if k.startswith("compare"))
+    for key in ("rougeL_f1", "rouge1_f1", "bleu4"):  # the paired comparison of the headline metrics
+        d = m[f"compare/eval/{key}_delta"]
+        assert d == pytest.approx(m[f"eval/tuned/eval/{key}"] - m[f"eval/base/eval/{key}"])
+        assert m[f"compare/eval/{key}_delta_ci_low"] <= d <= m[f"compare/eval/{key}_delta_ci_high"]
+        assert sum(m[f"compare/eval/{key}_{x}"] for x in ("wins", "ties", "losses")) == 12
+    # every example side by side, logged as an MLflow table (the tag is how the UI finds it)
+    assert {"path": "compare/eval/examples.json", "type": "table"} in json.loads(run.data.tags["mlflow.loggedArtifacts"])
+    table = json.loads(Path(client.download_artifacts(run.info.run_id, "compare/eval/examples.json",
+                                                      str(tmp_path))).read_text())
+    assert len(table["data"]) == 12 and all(row[table["columns"].index("tuned_output")] for row in table["data"])
     assert m["bqml/tuning_epochs"] >= 1
     (model,) = [x for x in fake_bq.engine.models.values() if x["kind"] == "tuned"]
     assert model["options"]["evaluation_task"] == "SUMMARIZATION"

@@ -74,7 +74,10 @@ def main(args: Sequence[str]) -> int:
         register_schemas(plugins)
         install_resolvers()
     except (ConfigError, PluginError, ProjectNotFound) as exc:
-        print(f"ftlab: config error: {exc}", file=sys.stderr)
+        from ftlab.config.origin import locate
+
+        where = locate(getattr(exc, "keys", ()), _overrides(args), config_dir(args))
+        print(f"ftlab: config error: {exc}{where}", file=sys.stderr)
         return 2
 
     def task(cfg) -> float:

@@ -18,7 +18,12 @@ SCHEMA_NAME = "ftlab_schema"
 
 
 class ConfigError(ValueError):
-    """A config that does not fit the schemas (unknown key, wrong type, bad value)."""
+    """A config that does not fit the schemas (unknown key, wrong type, bad value); ``keys``: the keys
+    to fix, so the CLI can say where each was set (:mod:`ftlab.config.origin`)."""
+
+    def __init__(self, message: str, keys: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.keys = tuple(keys)
 
 
 def register_schemas(plugins) -> None:
@@ -194,7 +199,7 @@ def check_task(cfg: RunConfig, plugins=None):
         for name in cfg.eval.metrics:
             plugins.metric(name)
     except PluginError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(str(exc), keys=("eval.task" if "eval.task" in str(exc) else "eval.metrics",)) from None
     if cfg.eval.metrics and not task.generative:
         raise ConfigError(f"eval.metrics lists text metrics, but eval.task={task.name} is scored by its "
                           f"classification report: leave eval.metrics empty")
@@ -204,7 +209,8 @@ def check_task(cfg: RunConfig, plugins=None):
     if (task.generative and (declared is None or task.name not in declared)) or \
             (declared is not None and task.name not in declared):
         raise ConfigError(f"eval.task={task.name} is not supported by backend {cfg.backend.name!r}; it "
-                          f"supports eval.task: {', '.join(declared or ('classification',))}")
+                          f"supports eval.task: {', '.join(declared or ('classification',))}",
+                          keys=("eval.task", "backend"))
     if not task.generative:
         if "{labels}" not in cfg.prompt.template:
             raise ConfigError("prompt.template must contain {labels} for eval.task=classification "

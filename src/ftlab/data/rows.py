@@ -174,6 +174,7 @@ class RowChecker:
         """A generation row: its input and its reference text(s); no label."""
         cfg, value = self.cfg, row.value
         col = cfg.target_column or cfg.label_column
+        key = "data.target_column" if cfg.target_column else "data.label_column"
         text, target = value[cfg.text_column], value[col]
         if not isinstance(text, str):
             raise BadRow("wrong_type", f"{cfg.text_column!r} must be a string, got {type_name(text)}")
@@ -181,16 +182,18 @@ class RowChecker:
             raise BadRow("empty_text", f"empty {cfg.text_column!r} (an empty input has nothing to answer from)")
         if self.target == "answers":
             if not isinstance(target, (str, list, tuple)):
-                raise BadRow("wrong_type", f"{col!r} must be a list of answers or a string, got {type_name(target)}")
+                raise BadRow("wrong_type", f"{col!r} ({key}) must be a list of answers or a string, "
+                                           f"got {type_name(target)}")
             refs = split_labels(target, cfg.acceptable.separator)
             if not refs:
-                raise BadRow("no_answers", f"{col!r} lists no answer (question answering needs at least one "
-                                           f"acceptable answer per row)")
+                raise BadRow("no_answers", f"{col!r} ({key}) lists no answer (question answering needs at least "
+                                           f"one acceptable answer per row)")
         else:
             if not isinstance(target, str):
-                raise BadRow("wrong_type", f"{col!r} must be a string (the reference text), got {type_name(target)}")
+                raise BadRow("wrong_type", f"{col!r} ({key}) must be a string (the reference text), "
+                                           f"got {type_name(target)}")
             if not target.strip():
-                raise BadRow("empty_target", f"empty {col!r} (data.target_column: every row needs its reference)")
+                raise BadRow("empty_target", f"empty {col!r} ({key}: every row needs its reference text)")
             refs = (target.strip(),)
         return Example(id=self._row_id(split, row), text=text, label="", source=row.where, references=refs)
 

@@ -56,9 +56,13 @@ class TextMetric:
     """How the number was computed (library, version, options), recorded with the run."""
     scale: str = "0-1"
     """``0-1`` or ``0-100`` (sacrebleu's BLEU and chrF keep their usual scale)."""
+    missing: Callable[[], str] = lambda: ""
+    """What the metric needs that is not installed (an instruction, e.g. the extra to install); '' when it
+    can run. Checked when ``eval.metrics`` names it, so a missing extra fails before any model loads."""
 
 
-def _mean_value(_key: str, stats: list[float]) -> float:
+def mean_value(_key: str, stats: list[float]) -> float:
+    """The corpus value of a mean metric: summed values over the number of examples."""
     return stats[0] / stats[1] if stats[1] else 0.0
 
 
@@ -114,7 +118,7 @@ def _rouge_signature() -> str:
 ROUGE = TextMetric(
     "rouge", tuple(f"{t}_{m}" for t in ROUGE_TYPES for m in ("precision", "recall", "f1")),
     stats=lambda p, refs: {k: [v, 1.0] for k, v in rouge_scores(p, refs).items()},
-    value=_mean_value, example=rouge_scores, signature=_rouge_signature)
+    value=mean_value, example=rouge_scores, signature=_rouge_signature)
 
 
 @functools.lru_cache(maxsize=None)
@@ -195,7 +199,7 @@ def token_f1(prediction: str, answers: Sequence[str]) -> float:
 
 
 def _single(name: str, fn: Callable[[str, Sequence[str]], float]) -> TextMetric:
-    return TextMetric(name, (name,), stats=lambda p, refs: {name: [fn(p, refs), 1.0]}, value=_mean_value,
+    return TextMetric(name, (name,), stats=lambda p, refs: {name: [fn(p, refs), 1.0]}, value=mean_value,
                       example=lambda p, refs: {name: fn(p, refs)},
                       signature=lambda: "SQuAD v1.1 normalisation (lower, no punctuation/articles), best answer")
 

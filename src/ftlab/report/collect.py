@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from ftlab.contract import Capabilities
+from ftlab.report.examples import OUTPUT_FACTS, GenerationView, generation_keys, generation_view
 from ftlab.runs import RecordedRun
 from ftlab.tracking.redact import redact_uri
 
@@ -33,7 +34,7 @@ class Chart:
 class MetricRow:
     name: str
     mode: str
-    """``strict`` or ``lenient``."""
+    """``strict`` or ``lenient`` (classification), ``corpus`` (a generation task's metric over the split)."""
     values: dict[str, Optional[float]]
     """stage → value."""
     delta: Optional[float] = None
@@ -59,6 +60,8 @@ class SplitView:
     per_class: list[ClassRow]
     compare: Optional[dict[str, float]]
     charts: list[Chart] = field(default_factory=list)
+    generation: Optional[GenerationView] = None
+    """A generation task's comparison and examples (None: classification, or no paired comparison)."""
 
 
 @dataclass
@@ -87,9 +90,14 @@ class RunView:
     native: list[tuple[str, float]]
     notes: list[str]
 
-    def headline(self, stage: str, mode: str = "strict", key: str = "macro_f1") -> Optional[float]:
+    primary: str = "macro_f1"
+    """The key the runs-side-by-side table shows: macro-F1, or a generation task's first headline metric."""
+
+    def headline(self, stage: str, mode: str = "strict", key: Optional[str] = None) -> Optional[float]:
         split = self.splits[0].split if self.splits else "eval"
-        return _metric(self.run, stage, split, mode, key)
+        if mode == "lenient" and self.primary != "macro_f1":
+            return None  # a generation task has no lenient scoring
+        return _metric(self.run, stage, split, mode, key or self.primary)
 
 
 def _metric(run: RecordedRun, stage: str, split: str, mode: str, key: str) -> Optional[float]:
@@ -129,8 +137,27 @@ def _support(run: RecordedRun, split: str, stages: list[str]) -> dict[str, int]:
     return {}
 
 
+def _generation_split(run: RecordedRun, split: str, stages: list[str], keys: list[str]) -> SplitView:
+    rows = []
+    for key in keys:
+        vals = {s: run.metric(f"eval/{s}/{split}/{key}") for s in stages}
+        if any(v is not None for v in vals.values()):
+            b, t = vals.get("base"), vals.get("tuned")
+            rows.append(MetricRow(key, "output" if key in OUTPUT_FACTS else "corpus", vals,
+                                  None if b is None or t is None else t - b))
+    gen = compare = None
+    if "base" in stages and "tuned" in stages:
+        gen = generation_view(run, split, keys, lambda rel, title: _chart(run, rel, title))
+        names = [f"{keys[0]}{x}" for x in ("_delta", "_delta_ci_low", "_delta_ci_high")] if keys else []
+        compare = {n: run.metrics[f"compare/{split}/{n}"] for n in names if f"compare/{split}/{n}" in run.metrics} or None
+    return SplitView(split, stages, rows, [], compare, [], gen)
+
+
 def _split_view(run: RecordedRun, split: str) -> SplitView:
     stages = run.stages(split)
+    keys = generation_keys(run, split)
+    if keys is not None:
+        return _generation_split(run, split, stages, keys)
     rows: list[MetricRow] = []
     for mode in ("strict", "lenient"):
         for name, key in HEADLINE:
@@ -245,7 +272,9 @@ def collect(run: RecordedRun, defaults_cache: Optional[dict] = None) -> RunView:
     if run.status != "FINISHED":
         notes.append(f"Run status is {run.status}: numbers may be partial.")
         notes += [run.status_note] if run.status_note else []
-    return RunView(run, started, config, changes, note, splits, charts, _provenance(run), native, notes)
+    gen_keys = generation_keys(run, splits[0].split) if splits else None
+    return RunView(run, started, config, changes, note, splits, charts, _provenance(run), native, notes,
+                   gen_keys[0] if gen_keys else "macro_f1")
 
 
 def comparability(views: list[RunView]) -> list[str]:
@@ -275,13 +304,22 @@ def fmt_p(x: Optional[float]) -> str:
     return "" if x is None else f"{x:.3g}"
 
 
-def ci_text(c: Optional[dict], confidence: str = "95") -> str:
-    """``+0.120 [+0.050, +0.190]`` for a comparison dict, else empty."""
-    if not c or "macro_f1_delta" not in c:
+def ci_text(c: Optional[dict], key: str = "macro_f1") -> str:
+    """``+0.120 [+0.050, +0.190]`` for ``key`` of a comparison dict (``<key>_delta``, ``_ci_low``,
+    ``_ci_high``), else empty."""
+    if not c or f"{key}_delta" not in c:
         return ""
-    lo, hi = c.get("macro_f1_delta_ci_low"), c.get("macro_f1_delta_ci_high")
+    lo, hi = c.get(f"{key}_delta_ci_low"), c.get(f"{key}_delta_ci_high")
     ci = f" [{fmt(lo, True)}, {fmt(hi, True)}]" if lo is not None and hi is not None else ""
-    return f"{fmt(c['macro_f1_delta'], True)}{ci}"
+    return f"{fmt(c[f'{key}_delta'], True)}{ci}"
+
+
+def primary_label(views: list[RunView]) -> str:
+    """The runs-side-by-side table's metric name: macro-F1, or the generation metric all runs share."""
+    keys = {v.primary for v in views}
+    if keys == {"macro_f1"}:
+        return "macro-F1"
+    return keys.pop() if len(keys) == 1 else "headline metric"
 
 
 def confidence_pct(view: RunView) -> str:

@@ -88,6 +88,8 @@ class Tracker:
         """``start`` continued the MLflow run recorded in the run folder (a resume on the same store)."""
         self._broken = False
         self._metrics_file = run_dir / "metrics.jsonl"
+        self._tables: list[dict[str, str]] = []
+        """The tables logged so far (the ``mlflow.loggedArtifacts`` tag lists them all)."""
         self.last_metrics: dict[str, float] = {}
         """Latest value of each metric logged by this process (a sweep's objective is read here)."""
         self.seconds = 0.0
@@ -213,6 +215,9 @@ class Tracker:
 
     @_timed
     def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._set_tags(tags)
+
+    def _set_tags(self, tags: Mapping[str, str]) -> None:
         tags = {k: redact_text(str(v)) for k, v in tags.items()}
         with (self.run_dir / "tags.json").open("a") as fh:
             fh.write(json.dumps(tags) + "\n")
@@ -224,8 +229,10 @@ class Tracker:
         self._call("log_batch", self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     @_timed
-    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
-        """Upload a file or folder. Files outside the run folder are first copied into it."""
+    def log_artifact(self, path: Path, artifact_path: Optional[str] = None, table: bool = False) -> None:
+        """Upload a file or folder. Files outside the run folder are first copied into it. ``table``:
+        a JSON file in ``mlflow.log_table``'s layout, tagged as a table (``mlflow.loggedArtifacts``, as
+        ``log_table`` does) so the MLflow UI shows it as one."""
         path = Path(path)
         try:
             local = path.resolve().relative_to(self.run_dir.resolve())
@@ -243,3 +250,8 @@ class Tracker:
                        artifact_path=f"{artifact_path}/{path.name}" if artifact_path else path.name)
         else:
             self._call("log_artifact", self.run_id, str(path), artifact_path=artifact_path)
+        if table:
+            entry = {"path": f"{artifact_path}/{path.name}" if artifact_path else path.name, "type": "table"}
+            if entry not in self._tables:
+                self._tables.append(entry)
+            self._set_tags({"mlflow.loggedArtifacts": json.dumps(self._tables)})
