@@ -144,3 +144,21 @@ def test_the_backend_refuses_quantization_before_loading_any_weights(tmp_path):
     cfg = make_cfg(train={"quantization": "4bit"}, backend={"device": "cpu"})
     with pytest.raises(QuantizationError, match="train.quantization=4bit"):
         LocalPeftBackend(cfg, Recorder(tmp_path).ctx)  # the constructor loads nothing
+
+
+def test_one_process_per_gpu_takes_its_local_rank():
+    info, reason = select_device("auto", [T4, {**T4, "index": 1, "name": "second"}, CPU], local_rank=1)
+    assert info.name == "second" and "LOCAL_RANK" in reason
+    assert select_device("cuda", [T4, {**T4, "index": 1}], local_rank=0)[0].index == 0
+    assert select_device("cuda:0", [T4, {**T4, "index": 1}], local_rank=1)[0].index == 0  # explicit wins
+    assert select_device("auto", [T4, CPU], local_rank=3)[0].index == 0  # its own CUDA_VISIBLE_DEVICES
+    assert select_device("auto", [CPU], local_rank=1)[0].type == "cpu"  # gloo on CPU: no GPU to pick
+    with pytest.raises(DeviceError, match="LOCAL_RANK=2"):
+        select_device("auto", [T4, {**T4, "index": 1}], local_rank=2)
+
+
+def test_make_runtime_reads_local_rank_from_the_launcher(monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    rt, tags = make_runtime(make_cfg(backend={"device": "auto", "dtype": "auto"}).backend, devices=[T4, A100, CPU])
+    assert str(rt.device) == "cuda:1" and tags["local_peft.device_name"] == "A100-SXM4-40GB"
+    assert rt.bf16 and "LOCAL_RANK" in tags["local_peft.device_reason"]

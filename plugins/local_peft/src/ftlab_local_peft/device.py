@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -113,7 +114,9 @@ def make_runtime(backend_cfg, devices=None, cpu_policy=None) -> tuple[Runtime, d
 
     if backend_cfg.num_threads > 0:
         torch.set_num_threads(backend_cfg.num_threads)
-    info, device_reason = select_device(backend_cfg.device, describe_devices() if devices is None else devices)
+    rank = os.environ.get("LOCAL_RANK")  # set by torchrun / accelerate launch: one process per GPU
+    info, device_reason = select_device(backend_cfg.device, describe_devices() if devices is None else devices,
+                                        int(rank) if rank is not None and rank.isdigit() else None)
     dtype, dtype_reason = select_dtype(backend_cfg.dtype, info, cpu_policy)
     rt = Runtime(torch_device(info), dtype == "bfloat16", backend_cfg.progress, dtype == "float16", info)
     tags = {f"{TAG}.device": str(rt.device), f"{TAG}.device_reason": device_reason, **info.tags(TAG),

@@ -102,20 +102,22 @@ def _listing(devices: Sequence[DeviceInfo]) -> str:
     return ", ".join(d.torch_name + (f" ({d.name})" if d.name else "") for d in devices) or "none"
 
 
-def select_device(requested: str, devices: Iterable) -> tuple[DeviceInfo, str]:
+def select_device(requested: str, devices: Iterable, local_rank: Optional[int] = None) -> tuple[DeviceInfo, str]:
     """``(device, reason)`` for ``backend.device=requested`` among ``devices`` (descriptions).
 
-    ``auto``: the first type of :data:`AUTO_ORDER` present (GPU 0 of several). An explicit type or
-    ``cuda:N`` that the list lacks is a :class:`DeviceError` naming the key and what is there."""
+    ``auto``: the first type of :data:`AUTO_ORDER` present (GPU 0 of several). Under a launcher that
+    starts one process per GPU (``local_rank``: torchrun's ``LOCAL_RANK``), ``auto`` and ``cuda`` take
+    GPU ``local_rank``. An explicit type or ``cuda:N`` that the list lacks is a :class:`DeviceError`
+    naming the key and what is there."""
     devs = [DeviceInfo.of(d) for d in devices]
     req = str(requested).strip().lower()
     if req == "auto":
         for kind in AUTO_ORDER:
             found = [d for d in devs if d.type == kind]
             if found:
-                skipped = [k for k in AUTO_ORDER[:AUTO_ORDER.index(kind)]]
-                return found[0], (f"auto: {kind} is present" + (f" (no {'/'.join(skipped)})" if skipped else "")
-                                  + (f"; {len(found)} {kind} devices, using the first" if len(found) > 1 else ""))
+                skipped = AUTO_ORDER[:AUTO_ORDER.index(kind)]
+                why = f"auto: {kind} is present" + (f" (no {'/'.join(skipped)})" if skipped else "")
+                return _ranked(found, local_rank, why, kind)
         raise DeviceError("backend.device=auto: no device described (not even a cpu)")
     kind, _, index = req.partition(":")
     if kind not in AUTO_ORDER or (index and not index.isdigit()):
@@ -127,7 +129,21 @@ def select_device(requested: str, devices: Iterable) -> tuple[DeviceInfo, str]:
                 "mps": "MPS needs Apple silicon and a torch built with it"}.get(kind, "")
         raise DeviceError(f"backend.device={requested}: not on this machine; it has {_listing(devs)}"
                           + (f" — {hint}" if hint else "") + "; use backend.device=auto to take what is there")
-    return found[0], "requested"
+    return _ranked(found, local_rank if not index else None, "requested", kind)
+
+
+def _ranked(found: list[DeviceInfo], local_rank: Optional[int], why: str, kind: str) -> tuple[DeviceInfo, str]:
+    if kind == "cuda" and local_rank is not None:
+        mine = [d for d in found if (d.index or 0) == local_rank]
+        if not mine and len(found) == 1:  # the launcher gave each process its own CUDA_VISIBLE_DEVICES
+            return found[0], f"{why}; the one GPU visible to LOCAL_RANK {local_rank}"
+        if not mine:
+            raise DeviceError(f"LOCAL_RANK={local_rank} but this process sees only {_listing(found)}: "
+                              "one process per GPU needs as many visible GPUs (CUDA_VISIBLE_DEVICES)")
+        return mine[0], f"{why}; GPU {local_rank} = this process's LOCAL_RANK"
+    if len(found) > 1:
+        why += f"; {len(found)} {kind} devices, using the first"
+    return found[0], why
 
 
 def _cpu_auto(info: DeviceInfo) -> tuple[str, str]:
