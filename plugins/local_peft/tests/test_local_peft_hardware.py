@@ -162,3 +162,16 @@ def test_make_runtime_reads_local_rank_from_the_launcher(monkeypatch):
     rt, tags = make_runtime(make_cfg(backend={"device": "auto", "dtype": "auto"}).backend, devices=[T4, A100, CPU])
     assert str(rt.device) == "cuda:1" and tags["local_peft.device_name"] == "A100-SXM4-40GB"
     assert rt.bf16 and "LOCAL_RANK" in tags["local_peft.device_reason"]
+
+
+def test_this_machine_is_described_with_its_cpu_last():
+    import os
+
+    from ftlab_local_peft.hardware import describe_devices, free_memory
+
+    devices = describe_devices()
+    cpu = devices[-1]
+    assert cpu.type == "cpu" and cpu.name and [d.type for d in devices].count("cpu") == 1
+    if os.path.exists("/proc/meminfo"):
+        assert cpu.total_memory > 0 and 0 < free_memory(cpu) <= cpu.total_memory
+    assert ("cuda" in [d.type for d in devices]) == torch.cuda.is_available()
