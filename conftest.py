@@ -1,4 +1,5 @@
-"""Repo-wide pytest options: opt-in tiers (slow, gpu, tpu, remote) for host and plugin tests."""
+"""Repo-wide pytest options: opt-in tiers (slow, tpu, remote) for host and plugin tests; ``gpu`` tests run
+wherever torch sees a CUDA device and are skipped only where it sees none."""
 
 from __future__ import annotations
 
@@ -28,8 +29,24 @@ def pytest_addoption(parser):
         parser.addoption(f"--run-{flag}", action="store_true", help=f"run tests marked {flag}")
 
 
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (torch is imported only when a ``gpu`` test was collected)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
 def pytest_collection_modifyitems(config, items):
+    gpu = [item for item in items if "gpu" in item.keywords]
+    if gpu and not cuda_available():  # skipped only where there is no CUDA device, never by default
+        marker = pytest.mark.skip(reason="needs a CUDA device: torch.cuda.is_available() is False")
+        for item in gpu:
+            item.add_marker(marker)
     for flag in TIERS:
+        if flag == "gpu":  # runs whenever a CUDA device is present (--run-gpu is accepted, not needed)
+            continue
         if config.getoption(f"--run-{flag}") or os.environ.get(f"FTLAB_RUN_{flag.upper()}"):
             continue
         marker = pytest.mark.skip(reason=f"opt-in tier: pass --run-{flag} or set FTLAB_RUN_{flag.upper()}=1")

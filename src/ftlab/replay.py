@@ -36,6 +36,9 @@ class ReplayResult:
     identity: list[str] = field(default_factory=list)
     """What the replay loaded that hashes differently from what the run loaded (``model.*sha256``:
     the weights as loaded, the tokenizer, the chat template); empty: the same."""
+    runtime: list[str] = field(default_factory=list)
+    """Where the replay ran differently (device, its name, dtype, quantisation): a warning, not a
+    difference; numbers from another device or precision need not match to the last digit."""
 
     @property
     def differences(self) -> list[tuple[str, Optional[float], Optional[float]]]:
@@ -91,6 +94,17 @@ def identity_changes(recorded: dict, replayed: dict) -> list[str]:
             if k.endswith("sha256") and k in b and a[k] != b[k]]
 
 
+RUNTIME_KEYS = (".device", ".device_name", ".dtype", ".quantization")
+"""Suffixes of the ``backend_runtime`` tags a replay compares (a backend prefixes them with its name)."""
+
+
+def runtime_changes(recorded: dict, replayed: dict) -> list[str]:
+    """The device / dtype tags of the manifests' ``backend_runtime`` sections that differ."""
+    a, b = recorded.get("backend_runtime") or {}, replayed.get("backend_runtime") or {}
+    return [f"{k}: recorded {a[k]!r}, replayed {b.get(k)!r}" for k in sorted(a)
+            if k.endswith(RUNTIME_KEYS) and k in b and a[k] != b[k]]
+
+
 def _masked(node: Any, prefix: str = "") -> list[str]:
     if isinstance(node, dict):
         return [k for key, v in node.items() for k in _masked(v, f"{prefix}{key}.")]
@@ -144,11 +158,13 @@ def replay(ref: str, overrides: Sequence[str] = (), allow_drift: bool = False,
     job.execute()
     import json
 
-    identity = identity_changes(manifest, json.loads((Path(run_dir) / "manifest.json").read_text()))
+    new_manifest = json.loads((Path(run_dir) / "manifest.json").read_text())
+    identity = identity_changes(manifest, new_manifest)
     replayed = job.tracker.last_metrics
     keys = sorted(k for k in set(rec.metrics) | set(replayed) if not _volatile(k))
     rows = [(k, rec.metrics.get(k), replayed.get(k)) for k in keys]
-    return ReplayResult(rec.run_id, Path(run_dir), job.tracker.run_id, rows, changed, identity)
+    return ReplayResult(rec.run_id, Path(run_dir), job.tracker.run_id, rows, changed, identity,
+                        runtime_changes(manifest, new_manifest))
 
 
 HEADLINE = ("macro_f1", "accuracy", "unparseable_rate", "macro_f1_delta")
@@ -171,4 +187,5 @@ def table(result: ReplayResult) -> list[str]:
     lines.append(f"{n} metrics compared (wall-clock ones left out): "
                  + ("all identical" if not d else f"{d} differ"))
     lines += [f"loaded differently: {x}" for x in result.identity]
+    lines += [f"warning: ran on a different device or precision: {x}" for x in result.runtime]
     return lines

@@ -28,6 +28,9 @@ def main(args: Sequence[str]) -> int:
         print("model sources (model.source; docs/config.md lists their keys):")
         for name, opt in sorted(sources.items()):
             print(f"  {name}: {opt.schema.__name__} (plugin {opt.plugin})")
+            needs = (getattr(opt.schema, "REQUIRES", None) or {}).get(name)
+            if needs:  # a source schema may say what it needs installed (extras, packages, a device)
+                print(f"    needs: {needs}")
     others = [n for n, _ in plugins.pm.list_name_plugin()
               if n not in {r[1] for r in plugins.plugin_table()}]
     if others:

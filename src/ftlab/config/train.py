@@ -26,6 +26,12 @@ class MultiLabel(Enum):
     rows = "rows"  # every row as it is: a text filed under two labels is trained twice
 
 
+QUANTIZATION = ("none", "4bit", "8bit")
+"""``train.quantization`` values (strings: an Enum member cannot be named ``4bit``)."""
+QUANTIZATION_FALLBACK = ("error", "none")
+"""``train.quantization_fallback`` values."""
+
+
 @dataclass
 class LoraConfig:
     """LoRA adapter shape."""
@@ -77,3 +83,14 @@ class TrainConfig:
     """Loss weight per class: none, sqrt or balanced (inverse frequency; macro-F1 weighs classes equally)."""
     multi_label: MultiLabel = MultiLabel.rows
     """Texts filed under several labels: rows (train each row) or soft (one item, target spread over them)."""
+    quantization: str = "none"
+    """none, 4bit or 8bit: load the frozen base weights quantised and train LoRA on top (QLoRA: 4bit is NF4 with double quantisation, compute in backend.dtype). Needs a device and library that support it (a backend says which in `ftlab plugins`; docs/hardware.md); elsewhere see quantization_fallback."""
+    quantization_fallback: str = "error"
+    """Where train.quantization cannot run (e.g. no CUDA device): error (stop before the model loads, naming the key and the device) or none (train without quantisation; printed and tagged ftlab.fallback.train.quantization)."""
+
+    def __post_init__(self) -> None:
+        if self.quantization not in QUANTIZATION:
+            raise ValueError(f"train.quantization={self.quantization!r}: use one of {', '.join(QUANTIZATION)}")
+        if self.quantization_fallback not in QUANTIZATION_FALLBACK:
+            raise ValueError(f"train.quantization_fallback={self.quantization_fallback!r}: "
+                             f"use one of {', '.join(QUANTIZATION_FALLBACK)}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ftlab.contract import Example, ModelRef, Prediction, Predictions, TrainedModel, TrainJob
-from ftlab_local_peft import encoding, inference, loading, loop, methods
+from ftlab_local_peft import encoding, inference, loading, loop, methods, quantization
 from ftlab_local_peft.checkpoint import CHECKPOINT_DIR
 from ftlab_local_peft.device import make_runtime
 from ftlab_local_peft.features import store_for
@@ -35,7 +35,8 @@ class LocalPeftBackend:
         self.cfg, self.ctx = cfg, ctx
         self.rt, tags = make_runtime(cfg.backend)
         self.dtype_name, self.dtype_reason = tags["local_peft.dtype"], tags["local_peft.dtype_reason"]
-        ctx.set_tags(tags)
+        self.quantization, qtags = quantization.resolve(cfg, self.rt.info)  # before any weights load
+        ctx.set_tags({**tags, **qtags})
         self.features = store_for(cfg.model, cfg.backend, self.rt)  # frozen prompt states, document means
         self._cls: dict[str, lora_cls.ClsMeta] = {}
         self._repeat = False  # the last training said more folds follow: keep the rows' frozen states
@@ -82,7 +83,8 @@ class LocalPeftBackend:
         self._tok = tok
         self.end_id = encoding.end_token_id(tok, self.cfg.backend.end_token)
         self.pad_id = tok.pad_token_id
-        self._base = loading.load_model(self.cfg.model, self.cfg.backend, self.rt.device, len(tok), tok)
+        self._base = loading.load_model(self.cfg.model, self.cfg.backend, self.rt.device, len(tok), tok,
+                                        self.quantization, self.rt.amp)
         self._load_s = time.perf_counter() - t0
         self.ctx.set_tags(loading.model_identity(self.cfg.model, tok, self._base))
 
@@ -145,6 +147,8 @@ class LocalPeftBackend:
         if self._peft is not None:  # a second training in this process: start from the clean base
             self._base = self._peft.unload()
             self._peft, self._adapters = None, {}
+        if self.quantization != "none":
+            self._base = quantization.prepare_for_training(self._base)
         session = methods.Session(self._base, self._tok, self.cfg, self.ctx, self.rt, self.pad_id, self.end_id,
                                   self.features)
         self._repeat = bool(job.repeat)

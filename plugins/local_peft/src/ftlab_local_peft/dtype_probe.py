@@ -146,8 +146,8 @@ def choose_dtype(device, requested: str = "auto", *, cpuinfo: Optional[str] = No
     """``(dtype, reason)`` for ``device`` (``torch.device`` or str).
 
     ``requested``: ``auto``, or an explicit ``float32``/``bfloat16``/``float16`` (also ``fp32``/``bf16``/
-    ``fp16``), honoured as given. ``auto`` on CUDA: bf16 where supported, else fp32. On CPU: see the module
-    docstring. ``cpuinfo`` (/proc/cpuinfo text), ``cache_dir`` and ``run_probe`` are for tests.
+    ``fp16``), honoured as given. ``auto`` on CPU: see the module docstring; on another device the
+    policy of :func:`ftlab_local_peft.hardware.select_dtype`. ``cpuinfo`` (/proc/cpuinfo text), ``cache_dir`` and ``run_probe`` are for tests.
     """
     req = str(requested).strip().lower()
     if req in DTYPES:
@@ -155,10 +155,9 @@ def choose_dtype(device, requested: str = "auto", *, cpuinfo: Optional[str] = No
     if req != "auto":
         raise ValueError(f"unknown dtype {requested!r}: use auto, float32, bfloat16 or float16")
     kind = torch.device(device).type
-    if kind == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return torch.bfloat16, f"cuda device {torch.cuda.get_device_name(device)} supports bf16"
-        return torch.float32, "cuda device without bf16 support; float32"
     if kind == "cpu":
         return _cpu_choice(cpuinfo, cache_dir, run_probe or probe)
-    return torch.float32, f"no bf16 policy for device type {kind!r}; float32"
+    from ftlab_local_peft.hardware import describe_devices, select_device, select_dtype  # one policy
+
+    name, reason = select_dtype("auto", select_device(str(device), describe_devices())[0])
+    return DTYPES[name], reason

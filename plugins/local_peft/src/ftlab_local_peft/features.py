@@ -138,6 +138,6 @@ def store_for(model_cfg, backend_cfg, rt) -> FeatureStore:
     source = getattr(model_cfg.source, "value", model_cfg.source)
     if not getattr(backend_cfg, "share_features", True) or source == "tiny_random":
         return FeatureStore()
-    key = json.dumps({"model": dataclasses.asdict(model_cfg), "device": str(rt.device), "bf16": rt.bf16},
+    key = json.dumps({"model": dataclasses.asdict(model_cfg), "device": str(rt.device), "dtype": rt.dtype_name},
                      sort_keys=True, default=str)
     return _SHARED.setdefault(key, FeatureStore())

@@ -141,7 +141,7 @@ def lower_states(model, prompts: Sequence[Sequence[int]], k: int, adapted: int, 
     n0 = common_prefix(todo_prompts, adapted) if adapted > 0 and len(todo) > 1 else 0
     grab, final = HiddenAt(model, k), HiddenAt(model, -1)
     try:
-        with torch.inference_mode(), frozen, autocast(rt.device, rt.bf16):
+        with torch.inference_mode(), frozen, autocast(rt.device, rt.amp):
             prefix = Prefix.compute(unwrap(model), todo_prompts[0][:n0], rt) if n0 else None
             for idx in length_batches([prompts[i] for i in todo], batch_size):
                 rows = [todo[j] for j in idx]
@@ -205,7 +205,7 @@ def upper_hidden(model, states: Sequence[FrozenState], k: int, rt):
     kv = DynamicCache(config=dec.config)
     for j in range(n_up):
         kv.update(keys[j].to(dev), values[j].to(dev), k + j)
-    with layer_range(model, k, num_layers(model), final_norm=True) as stack, autocast(dev, rt.bf16):
+    with layer_range(model, k, num_layers(model), final_norm=True) as stack, autocast(dev, rt.amp):
         h = stack(inputs_embeds=x.to(dev), attention_mask=mask[:, None].to(dev), position_ids=pos.to(dev),
                   use_cache=True, **{cache_kwarg(model): kv}).last_hidden_state
     return h.float(), suf_real.to(dev)
@@ -243,7 +243,7 @@ def document_means(model, docs: Sequence[Sequence[int]], chunk: int, pad_id: int
     counts = torch.zeros(len(docs))
     order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][1]))
     frozen = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
-    with torch.inference_mode(), frozen, autocast(rt.device, rt.bf16):
+    with torch.inference_mode(), frozen, autocast(rt.device, rt.amp):
         start = 0
         while start < len(order):
             stop = start + 1

@@ -129,7 +129,7 @@ class Prefix:
         seen = {}
         hook = lm.model.norm.register_forward_hook(lambda _m, _i, o: seen.update(h=o.detach()))
         try:
-            with torch.inference_mode(), autocast(rt.device, rt.bf16):
+            with torch.inference_mode(), autocast(rt.device, rt.amp):
                 out = model(input_ids=torch.tensor([list(ids)], device=rt.device), use_cache=True,
                             logits_to_keep=1)
         finally:
@@ -211,7 +211,7 @@ def score_batch(model, prompts: Sequence[Sequence[int]], conts: Sequence[Sequenc
     # the token of node j is predicted at its parent (or at the last prompt token)
     src = torch.tensor([last if q < 0 else p + q for q in trie.parent], dtype=torch.long)
     cols, where = torch.unique(src, return_inverse=True)
-    with autocast(rt.device, rt.bf16):
+    with autocast(rt.device, rt.amp):
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos,
                     use_cache=on_cache is not None or prefix is not None, logits_to_keep=cols.to(rt.device),
                     **extra)
@@ -226,7 +226,7 @@ def naive_label_scores(model, prompt: Sequence[int], conts: Sequence[Sequence[in
                        rt: Runtime) -> list[float]:
     """Baseline: one full forward over ``prompt + continuation`` per label (tests, benchmark)."""
     res = []
-    with autocast(rt.device, rt.bf16):
+    with autocast(rt.device, rt.amp):
         for c in conts:
             ids = torch.tensor([list(prompt) + list(c)], dtype=torch.long, device=rt.device)
             logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
@@ -297,7 +297,7 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pa
         for idx in length_batches(prompts, decoding.batch_size):
             t0 = time.perf_counter()
             ids, mask = left_pad([prompts[i] for i in idx], pad_id, rt.device)
-            with autocast(rt.device, rt.bf16):
+            with autocast(rt.device, rt.amp):
                 out = model.generate(input_ids=ids, attention_mask=mask, **kw)
             new = out[:, ids.shape[1]:].cpu().tolist()
             dt = (time.perf_counter() - t0) / len(idx)

@@ -258,8 +258,14 @@ def load_tokenizer(model_cfg, corpus: Iterable[str] | None = None, saved: Path |
     raise ValueError(f"local_peft cannot load model.source={source!r}")
 
 
-def load_model(model_cfg, backend_cfg, device: torch.device, vocab_size: int, tokenizer=None):
+def load_model(model_cfg, backend_cfg, device: torch.device, vocab_size: int, tokenizer=None,
+               quantization: str = "none", compute_dtype=None):
     """The base causal LM of ``model_cfg`` on ``device``, in eval mode.
+
+    ``local_dir`` loads a Hugging Face folder (``config.json`` + safetensors, what ``save_pretrained``
+    writes; ``model.file`` null) or a GGUF file in a folder (``model.file`` set). ``quantization``
+    ``4bit``/``8bit`` (already checked by :func:`ftlab_local_peft.quantization.resolve`) loads it with
+    bitsandbytes instead, in ``compute_dtype``.
 
     A GGUF file is dequantised by transformers on every load (~20 s for SmolLM2-135M); with
     ``backend.model_cache`` the result is kept as safetensors (see :func:`gguf_cache_dir`) and
@@ -269,6 +275,10 @@ def load_model(model_cfg, backend_cfg, device: torch.device, vocab_size: int, to
 
     source = enum_value(model_cfg.source)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if quantization != "none":
+        from ftlab_local_peft.quantization import load_quantized
+
+        return load_quantized(model_cfg, device, vocab_size, quantization, compute_dtype or torch.float32)
     if source == SOURCE_GGUF:
         cached = _gguf_cached(model_cfg) if backend_cfg.model_cache else None
         if cached is not None:

@@ -23,6 +23,7 @@ import torch
 
 from ftlab_local_peft.checkpoint import CHECKPOINT_DIR, fingerprint, load_checkpoint, save_checkpoint
 from ftlab_local_peft.device import Runtime
+from ftlab_local_peft.memory import check_plan_memory
 
 
 def _nothing(*_args) -> None:
@@ -84,6 +85,7 @@ def train(method, session, job) -> tuple[Plan, tuple, dict]:
     cfg = session.cfg
     seed_everything(cfg.train.seed)
     plan = method.prepare(session, job)
+    check_plan_memory(plan, session)  # before the first step: refuse what would run out of memory
     checkpointing = cfg.backend.gradient_checkpointing and hasattr(plan.model, "gradient_checkpointing_enable")
     if checkpointing:
         plan.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -134,6 +136,7 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
         history.append(row)
         ctx.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
 
+    amp = rt.stepper()  # grad scaler in fp16, XLA step marker on a TPU; plain backward/step otherwise
     model.train()
     bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not bc.progress,
                dynamic_ncols=True)
@@ -141,13 +144,14 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
         step_loss = 0.0
         for k in range(ga):
             loss, n_tok = plan.loss(batch_at(step * ga + k))
-            (loss / ga).backward()
+            amp.backward(loss / ga)
             step_loss += loss.detach().item() / ga
             tokens += n_tok
+        amp.unscale(opt)
         if bc.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(plan.params, bc.max_grad_norm)
         lr = sched.get_last_lr()[0]
-        opt.step()
+        amp.step(opt)
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1

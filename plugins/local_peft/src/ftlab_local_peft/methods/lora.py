@@ -29,7 +29,7 @@ def lm_loss(model, feats, weights, pad_id, rt) -> tuple[torch.Tensor, int]:
     lm = unwrap(model)
     tgt = labels[:, 1:]
     sel = tgt != IGNORE_INDEX
-    with autocast(rt.device, rt.bf16):
+    with autocast(rt.device, rt.amp):
         h = lm.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1][sel]
         logits = lm.lm_head(h)
     tok = torch.nn.functional.cross_entropy(logits.float(), tgt[sel], reduction="none")
