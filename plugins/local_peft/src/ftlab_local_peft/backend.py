@@ -36,6 +36,8 @@ class LocalPeftBackend:
         self.cfg, self.ctx = cfg, ctx
         self.group = distributed.setup(cfg.backend)  # before the device: one CUDA device per rank
         self.rt, tags = make_runtime(cfg.backend)
+        if self.group.active:
+            tags["local_peft.distributed"] = f"{self.group.mode}, {self.group.world} ranks"
         self.dtype_name, self.dtype_reason = tags["local_peft.dtype"], tags["local_peft.dtype_reason"]
         ctx.set_tags(tags)
         self.features = store_for(cfg.model, cfg.backend, self.rt)  # frozen prompt states, document means
