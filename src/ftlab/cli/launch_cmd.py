@@ -71,6 +71,9 @@ def main(argv: Sequence[str]) -> int:
         print(__doc__)
         return 0
     opts, rest = _split(args)
+    if {"-m", "--multirun"} & set(rest):
+        raise SystemExit("ftlab launch runs one run over several processes; a multirun (-m) spreads runs "
+                         "instead: use a sweep launcher (docs/sweeps.md)")
     if "--nproc" in opts:
         return subprocess.call(torchrun_command(opts, rest))
     if set(opts) - {"--nproc"}:

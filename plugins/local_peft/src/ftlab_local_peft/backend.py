@@ -81,6 +81,13 @@ class LocalPeftBackend:
                                      cache=self.cfg.backend.model_cache)
         if self.source == loading.SOURCE_TINY and saved is None:
             tok.save_pretrained(Path(self.ctx.run_dir) / TINY_TOKENIZER_DIR)
+        if self.source == loading.SOURCE_TINY and self.group.active:  # every rank: rank 0's (a resumed
+            here = Path(self.ctx.run_dir) / TINY_TOKENIZER_DIR     # rank 0 reads the one its folder kept)
+            if self.group.main and not (here / "tokenizer.json").is_file():
+                tok.save_pretrained(here)
+            self.group.share(here, here)
+            if not self.group.main:
+                tok = loading.load_tokenizer(self.cfg.model, saved=here)
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         self._tok = tok

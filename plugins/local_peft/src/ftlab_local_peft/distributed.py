@@ -14,8 +14,8 @@ makes (:meth:`Group.send` / :func:`serve`), until rank 0's run ends (:func:`fini
   ``forward`` and the methods call the model's submodules. Clipping, AdamW and the schedule then
   see the same gradients on every rank, so the adapters stay equal, and they equal a single-process
   run up to float summation order.
-- **fsdp** (``backend.distributed=fsdp``): torch's ``fully_shard`` (FSDP2) on every decoder layer and
-  on the model, for a base that does not fit one device; FSDP reduces the gradients itself.
+- **fsdp** (``backend.distributed=fsdp``) is declared and refused at start: docs/distributed.md says
+  what sharding the model needs here.
 - **Prediction**: each rank predicts rows ``rank::world``; rank 0 gathers the parts back into the
   input order (:meth:`Group.gather`), so the evaluator sees every row exactly once.
 - **Files**: only rank 0 writes checkpoints and the run folder. A follower writes into its own
@@ -104,8 +104,8 @@ class Group:
 
     def sum_grads(self, params: Sequence[torch.Tensor], loss: float, tokens: int) -> tuple[float, int]:
         """Sum every rank's gradients (one flat all-reduce), and the step's loss and tokens."""
-        if not self.active or self.mode == "fsdp":
-            return self._sum_scalars(loss, tokens) if self.active else (loss, tokens)
+        if not self.active:
+            return loss, tokens
         import torch.distributed as dist
 
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
@@ -117,26 +117,6 @@ class Group:
             p.grad = flat[at:at + n].view_as(p).to(p.dtype)
             at += n
         return float(flat[at]), int(round(float(flat[at + 1])))
-
-    def _sum_scalars(self, loss: float, tokens: int) -> tuple[float, int]:
-        import torch.distributed as dist
-
-        out: list = [None] * self.world
-        dist.all_gather_object(out, (loss, tokens), group=self.cpu)
-        return sum(x[0] for x in out), sum(x[1] for x in out)
-
-    def wrap(self, model):
-        """fsdp: shard the decoder layers and the model (FSDP2); ddp / alone: the model as it is."""
-        if not self.active or self.mode != "fsdp":
-            return model
-        from torch.distributed.fsdp import fully_shard
-
-        from ftlab_local_peft.modeling import unwrap
-
-        for layer in unwrap(model).model.layers:
-            fully_shard(layer)
-        fully_shard(unwrap(model))
-        return model
 
     # ---------------------------------------------------------------- prediction
     def shard(self, rows: Sequence) -> Sequence:
@@ -216,6 +196,9 @@ def setup(backend_cfg) -> Group:
     if not dist.is_available() or (world <= 1 and not dist.is_initialized()):
         _CURRENT = Group(mode=mode)
         return _CURRENT
+    if mode == "fsdp":
+        raise ValueError("backend.distributed=fsdp is not implemented yet (docs/distributed.md, 'Not done'); "
+                         "use backend.distributed=ddp, which holds the whole model on every rank")
     if not dist.is_initialized():  # torchrun: env:// rendezvous; Ray Train made the group already
         cuda = torch.cuda.is_available() and str(backend_cfg.device) in ("auto", "cuda")
         if cuda:  # one device per process: the device "cuda" then means this rank's

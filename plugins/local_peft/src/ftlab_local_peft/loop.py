@@ -111,7 +111,7 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
 
     tc, bc = cfg.train, cfg.backend
     group = distributed.current()
-    model = group.wrap(plan.model)
+    model = plan.model
     n_items = len(plan.lengths)
     bs, ga = tc.batch_size, tc.gradient_accumulation_steps
     n_batches = math.ceil(n_items / bs)
