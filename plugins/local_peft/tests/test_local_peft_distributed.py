@@ -189,3 +189,18 @@ def test_ray_train_with_two_cpu_workers_matches_one_process_under_a_parent_run(s
     assert child.data.tags["local_peft.distributed"] == "ddp, 2 ranks"
     arts = {a.path for a in client.list_artifacts(child.info.run_id, "model/adapter")}
     assert "model/adapter/adapter_model.safetensors" in arts
+
+
+def test_fsdp_and_unknown_modes_are_refused_by_key(monkeypatch):
+    from local_peft_helpers import make_cfg
+
+    from ftlab_local_peft import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="backend.distributed=fsdp is not implemented"):
+        distributed.setup(make_cfg(backend={"distributed": "fsdp"}).backend)
+    assert not distributed.current().active
+    with pytest.raises(Exception, match="backend.distributed must be ddp or fsdp, not 'dpp'"):
+        make_cfg(backend={"distributed": "dpp"})
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: nothing to join, fsdp or not
+    assert not distributed.setup(make_cfg(backend={"distributed": "fsdp"}).backend).active

@@ -199,10 +199,11 @@ def setup(backend_cfg) -> Group:
     if mode == "fsdp":
         raise ValueError("backend.distributed=fsdp is not implemented yet (docs/distributed.md, 'Not done'); "
                          "use backend.distributed=ddp, which holds the whole model on every rank")
+    cuda = torch.cuda.is_available() and str(backend_cfg.device) in ("auto", "cuda")
+    if cuda:  # one device per process: the device "cuda" then means this rank's (Ray may show one GPU only)
+        local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        torch.cuda.set_device(local if local < count else 0)
     if not dist.is_initialized():  # torchrun: env:// rendezvous; Ray Train made the group already
-        cuda = torch.cuda.is_available() and str(backend_cfg.device) in ("auto", "cuda")
-        if cuda:  # one device per process: the device "cuda" then means this rank's
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if cuda else "gloo",
                                 timeout=datetime.timedelta(seconds=backend_cfg.distributed_timeout_s))
     cpu = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
