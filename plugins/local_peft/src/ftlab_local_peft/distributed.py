@@ -19,8 +19,9 @@ makes (:meth:`Group.send` / :func:`serve`), until rank 0's run ends (:func:`fini
 - **Prediction**: each rank predicts rows ``rank::world``; rank 0 gathers the parts back into the
   input order (:meth:`Group.gather`), so the evaluator sees every row exactly once.
 - **Files**: only rank 0 writes checkpoints and the run folder. A follower writes into its own
-  temporary folder; a checkpoint being resumed, or a tuned adapter it did not train itself, reaches
-  it as bytes from rank 0 (:meth:`Group.share`), so no shared file system is needed.
+  temporary folder; a checkpoint being resumed, a tuned adapter it did not train itself and the
+  tiny model's tokenizer reach it as bytes from rank 0 (:meth:`Group.share`), so no shared file
+  system is needed.
 
 Commands and gathers go through a gloo group (objects are pickled: the ranks of one run trust each
 other, as torch.distributed's own object collectives assume); tensors through the default group
@@ -51,8 +52,6 @@ class Group:
     mode: str = "ddp"
     cpu: Any = None
     """The gloo process group for commands and objects (None when alone)."""
-    device: Any = None
-    """Where the gradient all-reduce runs (the model's device)."""
     aliases: dict = dataclasses.field(default_factory=dict)
     """Follower: rank 0's adapter folder → this rank's copy (trained here in lockstep, or received)."""
     closed: bool = False
