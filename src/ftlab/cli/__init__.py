@@ -11,6 +11,7 @@
     ftlab predict RUN_ID --input F --output F   apply a run's model to new rows
     ftlab sync RUN_DIR                          upload what a run kept while MLflow was down
     ftlab replay RUN [key=value] [--allow-drift] run a recorded run again, compare its metrics
+    ftlab launch --nproc N [key=value ...]      one run over N processes (torchrun; or Ray Train)
 
 Nothing here imports torch, transformers or google-cloud.
 """
@@ -29,6 +30,7 @@ SUBCOMMANDS = {
     "predict": "ftlab.cli.predict_cmd",
     "sync": "ftlab.cli.sync_cmd",
     "replay": "ftlab.cli.replay_cmd",
+    "launch": "ftlab.cli.launch_cmd",
     "config-schema": "ftlab.config.reference",
 }
 

@@ -81,10 +81,12 @@ def job_tracking_uri(configured: Optional[str], resolved: str) -> str:
 
 
 def job_tags(tracking_uri: str) -> dict[str, str]:
-    """MLflow tags that nest this job under its sweep's parent run; {} outside a multirun."""
+    """MLflow tags that nest this job under its sweep's parent run (or a launcher's, :mod:`ftlab.ranks`)."""
     hc = _multirun_cfg()
-    if hc is None:
-        return {}
+    if hc is None:  # rank 0 of a launched run nests under its launcher's parent run, if it has one
+        from ftlab.ranks import parent_tags
+
+        return parent_tags(tracking_uri)
     info = read_sweep(str(hc.sweep.dir))
     tags = {"ftlab.sweep.dir": str(hc.sweep.dir), "ftlab.sweep.job_num": str(hc.job.num),
             "ftlab.sweep.overrides": json.dumps(list(hc.overrides.task))}

@@ -10,13 +10,14 @@ the adapter active, so evaluate_base → train → evaluate_tuned loads the weig
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from ftlab.contract import Example, ModelRef, Prediction, Predictions, TrainedModel, TrainJob
-from ftlab_local_peft import encoding, inference, loading, loop, methods, quantization
+from ftlab_local_peft import distributed, encoding, inference, loading, loop, methods, quantization
 from ftlab_local_peft.checkpoint import CHECKPOINT_DIR
 from ftlab_local_peft.device import make_runtime
 from ftlab_local_peft.features import store_for
@@ -33,7 +34,10 @@ class LocalPeftBackend:
 
     def __init__(self, cfg, ctx):
         self.cfg, self.ctx = cfg, ctx
+        self.group = distributed.setup(cfg.backend)  # before the device: one CUDA device per rank
         self.rt, tags = make_runtime(cfg.backend)
+        if self.group.active:
+            tags["local_peft.distributed"] = f"{self.group.mode}, {self.group.world} ranks"
         self.dtype_name, self.dtype_reason = tags["local_peft.dtype"], tags["local_peft.dtype_reason"]
         self.quantization, qtags = quantization.resolve(cfg, self.rt.info)  # before any weights load
         ctx.set_tags({**tags, **qtags})
@@ -78,6 +82,13 @@ class LocalPeftBackend:
                                      cache=self.cfg.backend.model_cache)
         if self.source == loading.SOURCE_TINY and saved is None:
             tok.save_pretrained(Path(self.ctx.run_dir) / TINY_TOKENIZER_DIR)
+        if self.source == loading.SOURCE_TINY and self.group.active:  # every rank: rank 0's (a resumed
+            here = Path(self.ctx.run_dir) / TINY_TOKENIZER_DIR     # rank 0 reads the one its folder kept)
+            if self.group.main and not (here / "tokenizer.json").is_file():
+                tok.save_pretrained(here)
+            self.group.share(here, here)
+            if not self.group.main:
+                tok = loading.load_tokenizer(self.cfg.model, saved=here)
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         self._tok = tok
@@ -143,6 +154,12 @@ class LocalPeftBackend:
         if name == "none":
             return TrainedModel(model=self.base_model())
         method = methods.get(name)
+        group, sent = self.group, Path(job.out_dir)
+        if group.active and group.main:
+            group.send("train", (job,), self.cfg.data.labels)
+        elif group.active:  # a follower writes only into its own folder
+            job = dataclasses.replace(job, out_dir=Path(self.ctx.run_dir) / "train")
+            Path(job.out_dir).mkdir(parents=True, exist_ok=True)
         self._ensure_loaded(tuple(job.train) + tuple(job.eval), job.prompt)
         if self._peft is not None:  # a second training in this process: start from the clean base
             self._base = self._peft.unload()
@@ -164,6 +181,7 @@ class LocalPeftBackend:
         if self.source == loading.SOURCE_TINY:
             self._tok.save_pretrained(adapter_dir)
         self._adapters[str(adapter_dir.resolve())] = "default"
+        group.aliases[str(sent / "adapter")] = str(adapter_dir)
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
         ref = ModelRef(backend=NAME, kind="tuned", uri=str(adapter_dir),
                        extra={"model": self.cfg.model.name, "source": self.source})
@@ -202,8 +220,33 @@ class LocalPeftBackend:
         finally:
             remove()
 
+    def follow(self) -> None:
+        """A follower rank of a launched run: do this rank's share of each call rank 0 makes, until
+        rank 0's run ends (:mod:`~ftlab_local_peft.distributed`)."""
+        distributed.serve(self)
+
     def predict(self, model: ModelRef, examples: Sequence[Example], prompt: Any,
                 decoding: Any) -> Predictions:
+        group = self.group
+        if not group.active:
+            return self._predict(model, examples, prompt, decoding)
+        t0 = time.perf_counter()
+        if group.main:
+            group.send("predict", (model, examples, prompt, decoding), self.cfg.data.labels)
+        here = model
+        if model.kind == "tuned" and model.uri:
+            here = dataclasses.replace(model, uri=group.adapter(model.uri, Path(self.ctx.run_dir)))
+        self._ensure_loaded(examples, prompt, here)  # the tiny tokenizer learns every row, as alone
+        part = self._predict(here, group.shard(examples), prompt, decoding)
+        items = group.gather(part.items, len(examples))
+        if items is None:
+            return part
+        dt = time.perf_counter() - t0
+        metrics = {**part.metrics, "time/predict_s": dt, "time/predict_s_per_example": dt / max(len(examples), 1)}
+        return Predictions(model=model, items=tuple(items), metrics=metrics)
+
+    def _predict(self, model: ModelRef, examples: Sequence[Example], prompt: Any,
+                 decoding: Any) -> Predictions:
         self._ensure_loaded(examples, prompt, model)
         t0 = time.perf_counter()
         net, mode_ctx = self._model_for(model)

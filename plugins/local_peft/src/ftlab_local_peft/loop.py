@@ -7,7 +7,8 @@ indices, the parameters and optional optimizer groups, an optional eval loss and
 seeded length-grouped batches, accumulation, clipping, AdamW and the learning-rate schedule,
 resumable checkpoints (:mod:`~ftlab_local_peft.checkpoint`), the progress bar, logged curves and
 the intermediate values a pruned search reads (``ctx.report``). Device and precision come from the
-:class:`~ftlab_local_peft.device.Runtime` every loss runs under.
+:class:`~ftlab_local_peft.device.Runtime` every loss runs under; a run over several processes is
+:mod:`~ftlab_local_peft.distributed`'s (each rank's rows of a batch, the gradient all-reduce, rank 0's files).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ftlab_local_peft import distributed
 from ftlab_local_peft.checkpoint import CHECKPOINT_DIR, fingerprint, load_checkpoint, save_checkpoint
 from ftlab_local_peft.device import Runtime
 from ftlab_local_peft.memory import check_plan_memory
@@ -50,6 +52,9 @@ class Plan:
     """Writes the method's own files into the adapter folder (after the adapter itself)."""
     metrics: dict = dataclasses.field(default_factory=dict)
     """The method's facts (its frozen passes' times, item counts …), logged with the loop's."""
+    weights: Sequence[float] | None = None
+    """Per item, its weight in the batch's mean loss, when not uniform: over several processes each
+    rank's loss counts by its rows' share of these (else by its share of the rows)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -107,6 +112,7 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
     from transformers import get_scheduler
 
     tc, bc = cfg.train, cfg.backend
+    group = distributed.current()
     model = plan.model
     n_items = len(plan.lengths)
     bs, ga = tc.batch_size, tc.gradient_accumulation_steps
@@ -118,6 +124,7 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
                           num_training_steps=total)
 
     ckpt_dir = Path(job.out_dir) / CHECKPOINT_DIR
+    group.checkpoint(ckpt_dir)  # a follower resumes from rank 0's checkpoint
     fp = fingerprint(cfg, job)
     state = load_checkpoint(ckpt_dir, model, opt, sched, fp) or {}
     step, history = state.get("step", 0), list(state.get("history", []))
@@ -138,15 +145,19 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
 
     amp = rt.stepper()  # grad scaler in fp16, XLA step marker on a TPU; plain backward/step otherwise
     model.train()
-    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not bc.progress,
+    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not (bc.progress and group.main),
                dynamic_ncols=True)
     while step < total:
-        step_loss = 0.0
+        step_loss, step_tokens = 0.0, 0
         for k in range(ga):
-            loss, n_tok = plan.loss(batch_at(step * ga + k))
-            amp.backward(loss / ga)
-            step_loss += loss.detach().item() / ga
-            tokens += n_tok
+            rows, share = group.part(batch_at(step * ga + k), plan.weights)  # alone: the batch, 1.0
+            if rows:
+                loss, n_tok = plan.loss(rows)
+                amp.backward(loss * share / ga)
+                step_loss += loss.detach().item() * share / ga
+                step_tokens += n_tok
+        step_loss, step_tokens = group.sum_grads(plan.params, step_loss, step_tokens)
+        tokens += step_tokens
         amp.unscale(opt)
         if bc.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(plan.params, bc.max_grad_norm)
@@ -172,7 +183,7 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
             # a search may prune the run here (ctx.report raises ftlab.contract.Pruned); its step is
             # the epochs begun, a unit every trial shares whatever its batch size
             ctx.report({"train/eval_loss": value}, math.ceil(epoch - 1e-9))
-        if bc.checkpoint_steps > 0 and step % bc.checkpoint_steps == 0 and step < total:
+        if bc.checkpoint_steps > 0 and step % bc.checkpoint_steps == 0 and step < total and group.main:
             save_checkpoint(ckpt_dir, model, opt, sched,
                             {"fingerprint": fp, "step": step, "history": history,
                              "window": window, "epochs_done": epochs_done})

@@ -76,6 +76,21 @@ class LocalModelConfig(ModelConfig):
 
 
 @dataclass
+class RayTrainConfig:
+    """One training run on a Ray cluster through Ray Train (``ftlab launch`` with ``num_workers`` > 0)."""
+
+    num_workers: int = at_least(0, 0)
+    """Ray Train workers (processes, one rank each); 0 = no Ray Train (``ftlab launch --nproc N`` uses torchrun)."""
+    use_gpu: bool = False
+    """One GPU per worker (Ray then picks nccl, else gloo)."""
+    cpus_per_worker: float = above(0, 1.0)
+    """CPUs Ray reserves for each worker."""
+    address: str = ""
+    """An existing cluster: ``auto``, ``ray://head:10001`` (Ray Client) or ``head:6379``; empty = start a
+    local Ray on this machine for the run."""
+
+
+@dataclass
 class LocalPeftConfig(BackendConfig):
     """Options of the local transformers + peft backend."""
 
@@ -157,6 +172,19 @@ class LocalPeftConfig(BackendConfig):
     """lora_cls: keep the frozen layers' states from the base evaluation's forward pass for the tuned one."""
     progress: bool = True
     """Show progress bars (tqdm) for training and prediction."""
+    distributed: str = "ddp"
+    """When a launcher starts several processes (``ftlab launch``): ddp (each rank holds the whole model,
+    its rows of every batch and the summed gradients; docs/distributed.md). fsdp (a sharded model, for a
+    base that does not fit one device) is declared but not implemented yet: refused at start. One
+    process: ignored."""
+    distributed_timeout_s: int = at_least(1, 1800)
+    """How long a rank waits for the others (torch.distributed's collective timeout)."""
+    ray_train: RayTrainConfig = field(default_factory=RayTrainConfig)
+    """Ray Train settings of ``ftlab launch`` (several machines); see docs/distributed.md."""
+
+    def __post_init__(self) -> None:
+        if self.distributed not in ("ddp", "fsdp"):
+            raise ValueError(f"backend.distributed must be ddp or fsdp, not {self.distributed!r}")
 
 
 def _factory(cfg, ctx):
@@ -207,6 +235,16 @@ DISTRIBUTIONS = ("torch", "transformers", "peft", "accelerate", "gguf", "safeten
 @hookimpl
 def ftlab_register_backends(register):
     register("local_peft", _factory, LocalPeftConfig, CAPABILITIES, distributions=DISTRIBUTIONS)
+
+
+@hookimpl
+def ftlab_run_finished(cfg, run_dir, summary):
+    """A launched run over several processes: rank 0's run has ended, so its followers may stop."""
+    import sys
+
+    group = sys.modules.get("ftlab_local_peft.distributed")  # imported only by a backend that ran
+    if group is not None:
+        group.finish()
 
 
 @hookimpl

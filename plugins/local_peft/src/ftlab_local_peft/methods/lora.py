@@ -63,4 +63,5 @@ def prepare(session, job) -> Plan:
         return float(torch.stack(parts).mean())
 
     params = [p for p in model.parameters() if p.requires_grad]
-    return Plan(model, [len(f) for f in feats], loss, params, eval_loss if eval_feats else None)
+    return Plan(model, [len(f) for f in feats], loss, params, eval_loss if eval_feats else None,
+                weights=weights)
