@@ -302,12 +302,36 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pa
             new = out[:, ids.shape[1]:].cpu().tolist()
             dt = (time.perf_counter() - t0) / len(idx)
             for row, i in enumerate(idx):
-                toks = new[row]
-                n_out = toks.index(end_id) + 1 if end_id in toks else len(toks)
-                while n_out > 0 and toks[n_out - 1] == pad_id and pad_id != end_id:
-                    n_out -= 1  # a row that stopped on a stop string is padded to the batch's length
-                text, _ = cut_at_stop(tokenizer.decode(toks[:n_out], skip_special_tokens=True), stop)
-                results[i] = {"raw_text": text.strip(), "latency_s": dt,
+                text, n_out = finish_text(tokenizer, new[row], end_id, pad_id, stop)
+                results[i] = {"raw_text": text, "latency_s": dt,
                               "prompt_tokens": len(prompts[i]), "output_tokens": n_out}
             bar.update(len(idx))
     return results
+
+
+def per_row_generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pad_id: int,
+                     decoding, rt: Runtime) -> list[list[int]]:
+    """Baseline (tests, benchmark): a plain ``model.generate`` per prompt, no padding, greedy, the
+    same stop strings and dtype as :func:`generate`; the new token ids of each row, as generated."""
+    stop = tuple(getattr(decoding, "stop", ()) or ())
+    kw = dict(max_new_tokens=decoding.max_new_tokens, do_sample=False, eos_token_id=end_id, pad_token_id=pad_id)
+    if stop:
+        kw.update(stop_strings=list(stop), tokenizer=tokenizer)
+    out = []
+    with torch.inference_mode(), autocast(rt.device, rt.bf16):
+        for p in prompts:
+            ids = torch.tensor([list(p)], dtype=torch.long, device=rt.device)
+            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kw)
+            out.append(gen[0, ids.shape[1]:].tolist())
+    return out
+
+
+def finish_text(tokenizer, toks: Sequence[int], end_id: int, pad_id: int, stop) -> tuple[str, int]:
+    """(answer text, output tokens) of one row's new tokens: up to and with the end token, trailing
+    padding dropped, specials stripped, the text cut at the first stop string."""
+    toks = list(toks)
+    n_out = toks.index(end_id) + 1 if end_id in toks else len(toks)
+    while n_out > 0 and toks[n_out - 1] == pad_id and pad_id != end_id:
+        n_out -= 1  # a row that stopped on a stop string is padded to the batch's length
+    text, _ = cut_at_stop(tokenizer.decode(toks[:n_out], skip_special_tokens=True), stop)
+    return text.strip(), n_out
