@@ -44,6 +44,53 @@ def test_greedy_generation_is_deterministic_and_batch_independent(tmp_path):
     assert all(0 < p.output_tokens <= 8 for p in first.items)
 
 
+@pytest.mark.parametrize("stop", [(), ("e",)])
+def test_batched_generation_matches_a_plain_per_row_generate_loop(tmp_path, stop):
+    """ftlab's left-padded batches give, row for row, what one ``model.generate`` per prompt gives
+    (the baseline of benchmarks/bench_generate.py), with and without a stop string."""
+    from ftlab_local_peft import encoding, inference
+
+    b, prompt = _backend(tmp_path)
+    rows = _rows(9)
+    d = Decoding(mode="generate", max_new_tokens=10, batch_size=4, stop=stop)
+    batched = b.predict(b.base_model(), rows, prompt, d)
+    net, _ = b._model_for(b.base_model())
+    ids = [encoding.text_ids(b._tok, prompt, encoding.sent_prompt(b._tok, prompt, ex.text)[0]) for ex in rows]
+    assert len(set(map(len, ids))) > 1  # the batches really are padded
+    plain = [inference.finish_text(b._tok, r, b.end_id, b.pad_id, stop)
+             for r in inference.per_row_generate(net, b._tok, ids, b.end_id, b.pad_id, d, b.rt)]
+    assert [(p.raw_text, p.output_tokens) for p in batched.items] == plain
+
+
+def test_cast_once_restores_the_frozen_flags_and_changes_no_output(tmp_path):
+    """bf16 generation flags frozen weights for autocast's cast cache during the call, and only then."""
+    import dataclasses as dc
+
+    import torch
+
+    from ftlab_local_peft import inference
+
+    b, prompt = _backend(tmp_path)
+    rows = _rows(5)
+    d = Decoding(mode="generate", max_new_tokens=6, batch_size=3)
+    b.rt = dc.replace(b.rt, bf16=True)
+    b.predict(b.base_model(), rows[:1], prompt, d)  # loads the model
+    net, _ = b._model_for(b.base_model())
+    for p in net.parameters():
+        p.requires_grad_(False)
+    net.model.layers[0].mlp.up_proj.weight.requires_grad_(True)  # a mix, as a peft model has
+    before = [p.requires_grad for p in net.parameters()]
+    with inference.cast_once(net, True):
+        assert all(p.requires_grad for p in net.parameters() if p.is_floating_point())
+    assert [p.requires_grad for p in net.parameters()] == before
+    frozen = [p.raw_text for p in b.predict(b.base_model(), rows, prompt, d).items]
+    assert [p.requires_grad for p in net.parameters()] == before
+    with torch.no_grad():
+        for p in net.parameters():
+            p.requires_grad_(True)
+    assert frozen == [p.raw_text for p in b.predict(b.base_model(), rows, prompt, d).items]
+
+
 def test_stop_strings_cut_the_answer(tmp_path):
     b, prompt = _backend(tmp_path)
     rows = _rows(6)

@@ -11,6 +11,7 @@ labels: the cost is the prefill plus one token per tree node (~1.2x the prompt-o
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -278,6 +279,26 @@ def cut_at_stop(text: str, stop) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+@contextlib.contextmanager
+def cast_once(model, enabled: bool):
+    """Let bf16 autocast cast each frozen fp32 weight once per batch, not once per decoding step.
+
+    autocast keeps its casts of fp32 weights for the whole autocast block, but only of weights that
+    require grad (its training heuristic): a peft model's frozen base, i.e. every tuned evaluation,
+    was cast again at every new token (~0.6 GB of memory traffic a step for SmolLM2-135M). The frozen
+    floating-point parameters are flagged for the duration (no graph is recorded under
+    ``inference_mode``) and restored after; the casts, hence the outputs, are the same.
+    """
+    flipped = [p for p in model.parameters() if enabled and not p.requires_grad and p.is_floating_point()]
+    for p in flipped:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in flipped:
+            p.requires_grad_(False)
+
+
 def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pad_id: int,
              decoding, seed: int, rt: Runtime) -> list[dict]:
     """Greedy (temperature 0) or sampled (temperature/top-p, seeded) continuations: length-grouped,
@@ -293,7 +314,8 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pa
     if sample:
         kw.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=0)
     torch.manual_seed(getattr(decoding, "seed", seed))  # sampling only; greedy decoding draws nothing
-    with torch.inference_mode(), progress_bar(len(prompts), "generate", rt.progress) as bar:
+    with cast_once(model, rt.bf16), torch.inference_mode(), \
+            progress_bar(len(prompts), "generate", rt.progress) as bar:
         for idx in length_batches(prompts, decoding.batch_size):
             t0 = time.perf_counter()
             ids, mask = left_pad([prompts[i] for i in idx], pad_id, rt.device)
