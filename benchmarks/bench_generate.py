@@ -34,20 +34,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
-def result(name: str, value: float, unit: str, target: str = "") -> None:
-    print(f"RESULT {name} {value:.4g} {unit}" + (f" target={target}" if target else ""), flush=True)
-
-
-def machine_line() -> str:
-    import torch
-
-    from ftlab.machine import cpu_info, perf_flags
-
-    model, flags = cpu_info()
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"machine: {model} [{','.join(perf_flags(flags)) or '-'}], {os.cpu_count()} cpus, "
-            f"torch {torch.__version__} on {torch.get_num_threads()} threads, load average {load}")
+from _common import machine_line, result  # noqa: E402  (this folder)
 
 
 def timed(fn):
