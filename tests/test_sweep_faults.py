@@ -79,7 +79,8 @@ def _pid(folder: Path) -> int | None:
 
 class Injector(threading.Thread):
     """SIGKILLs a running job when the 2nd, 6th and 9th job have started (a random moment into it),
-    kills the MLflow server while a job runs once 4 ended (restarted 2 s later) and the driver once
+    kills the MLflow server once 4 ended while a job's MLflow run is going (restarted when that job
+    has ended, at least 2 s later) and the driver once
     13 ended (the moment the 13th ends: between its run's end and its report to the study)."""
 
     def __init__(self, root: Path, server, driver: subprocess.Popen, mark: Timeline, seed: int = 19):
@@ -101,6 +102,15 @@ class Injector(threading.Thread):
             self.killed.append(folder.name)
             self.mark(f"fault: SIGKILL job process {pid} running job {folder.name}")
 
+    def _outlive(self, tracked: list[Path], cap_s: float = 90.0) -> None:
+        """Keep the server down (at least 2 s) until the jobs that were logging have ended or died,
+        so at least one ends with its run RUNNING in MLflow whatever the machine's speed."""
+        time.sleep(2.0)
+        deadline = time.monotonic() + cap_s
+        while time.monotonic() < deadline and any(_pid(f) and not _ended(f) for f in tracked):
+            time.sleep(0.1)
+        self.mark(f"jobs {', '.join(f.name for f in tracked)} ended or died while the server was down")
+
     def run(self) -> None:
         kill_at, seen, over = [2, 6, 9], set(), set()
         while not self.stop.is_set() and self.driver.poll() is None:
@@ -118,15 +128,18 @@ class Injector(threading.Thread):
                 self._kill_a_job()
                 if len(self.killed) > before:
                     kill_at.pop(0)
-            live = [f for f in jobs if f not in over and _pid(f)]
-            if not self.server_restarted and ended >= 4 and live:  # cut a running job's logging short
-                time.sleep(self.rng.uniform(0.2, 1.0))
+            # a job whose MLflow run exists and is still going: the outage must cut its logging short
+            tracked = [f for f in jobs if f not in over and _pid(f) and (f / "mlflow_run.json").is_file()]
+            if not self.server_restarted and ended >= 4 and tracked:
                 self.server.kill()
                 self.mark(f"fault: mlflow server SIGKILLed (process group), {ended} jobs ended")
-                time.sleep(2.0)
+                cut = [f for f in tracked if not _ended(f)]  # a job may have ended just before
+                if cut:
+                    self._outlive(cut)
                 self.server.start()
-                self.server_restarted = True
-                self.mark("mlflow server restarted on the same port and store")
+                self.server_restarted = bool(cut)
+                self.mark("mlflow server restarted on the same port and store"
+                          + ("" if cut else " (no job was cut short: again at the next one)"))
             if not kill_at and self.server_restarted and not self.driver_killed and ended >= 13:
                 self.driver.kill()
                 self.driver_killed = True
