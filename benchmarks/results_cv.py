@@ -31,8 +31,8 @@ FLOOR = "tfidf"
 RECIPES = [
     (FLOOR, "tfidf floor (C, min_df chosen by this CV: mtsamples17_tfidf_search)", "mtsamples17_tfidf", []),
     ("default", "default recipe (lora_cls, LP-FT; make run)", "mtsamples17_lora_local", []),
-    ("layers", "default + document means of layers 8, 24, 30 and probe C=0.01",
-     "mtsamples17_lora_local", ["backend.document_layers=[8,24,30]", "backend.probe_c=0.01"]),
+    ("layers", "default + document means of layers 8, 24, 30 (chosen by benchmarks/probe_cv.py)",
+     "mtsamples17_lora_local", ["backend.document_layers=[8,24,30]"]),
 ]
 METRICS = (("macro_f1", "strict"), ("lenient/macro_f1", "lenient"))
 
