@@ -87,12 +87,13 @@ def encode(cfg, splits: dict, path: Path) -> dict:
 
 
 def macro_f1s(y, pred, exs) -> tuple[float, float]:
-    """(strict, lenient) macro-F1 over the labels present, as :mod:`ftlab.metrics.classification`."""
-    from sklearn.metrics import f1_score
+    """(strict, lenient) macro-F1 through :mod:`ftlab.metrics.classification`, the evaluator's own code."""
+    from ftlab.metrics.classification import classification_report, lenient_truth
 
-    strict = f1_score(y, pred, labels=sorted(set(y) | set(pred)), average="macro", zero_division=0)
-    y_len = [p if p in e.acceptable else t for t, p, e in zip(y, pred, exs)]
-    lenient = f1_score(y_len, pred, labels=sorted(set(y_len) | set(pred)), average="macro", zero_division=0)
+    labels = sorted(set(y) | set(pred))
+    strict = classification_report(y, pred, labels).macro_f1
+    y_len = lenient_truth(y, pred, [e.acceptable for e in exs])
+    lenient = classification_report(y_len, pred, sorted(set(y_len) | set(pred))).macro_f1
     return float(strict), float(lenient)
 
 
