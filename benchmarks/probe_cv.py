@@ -175,8 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2_135m", help="a conf/model entry (default: the embedded model)")
     ap.add_argument("--features", type=Path, default=None, help="feature cache (default outputs/probe_cv/<model>.pt)")
-    ap.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "probe_cv.md")
+    ap.add_argument("--output", type=Path, default=None,
+                    help="table (default benchmarks/probe_cv.md; probe_cv_<model>.md for another model)")
     args = ap.parse_args(argv)
+    if args.output is None:
+        suffix = "" if args.model == "smollm2_135m" else f"_{args.model}"
+        args.output = ROOT / "benchmarks" / f"probe_cv{suffix}.md"
     cfg, train, evals, _ = load(args.model)
     path = args.features or ROOT / "outputs" / "probe_cv" / f"{args.model}.pt"
     t0 = time.perf_counter()

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import zipfile
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 LABELS = ["Cardiology", "Neurology / Spine", "Orthopedics", "Dermatology"]
@@ -253,3 +255,50 @@ def test_each_row_records_the_hash_of_what_was_sent_and_the_texts_are_logged(rec
     got = MlflowClient(tracking_uri=db).download_artifacts(run.info.run_id, "eval/tuned/eval/prompts.jsonl",
                                                            str(tmp_path))
     assert Path(got).read_text() == (run_dir / "eval" / "tuned" / "eval" / "prompts.jsonl").read_text()
+
+
+# The floor's settings chosen by cross-validation on train (`+experiment=mtsamples17_tfidf_search -m`):
+# only the cross_validate stage runs, jobs are ranked by cv/macro_f1_mean, eval is never scored (issue 17).
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    from mlflow.tracking import MlflowClient
+
+    tmp = tmp_path_factory.mktemp("tfidf_search")
+    db = f"sqlite:///{tmp / 'mlflow.db'}"
+    train = _write(tmp / "train.jsonl", _rows(80, 3))
+    evals = _write(tmp / "eval.jsonl", _rows(20, 4))
+    # min_df=30 keeps the filler words (in ~40 of 80 rows) and drops every label word (~15 rows each):
+    # a grid whose CV ranking is not a coin flip
+    proc = _ftlab("-m", "+experiment=mtsamples17_tfidf_search", f"data.train_path={train}",
+                  f"data.eval_path={evals}", _labels_override(LABELS), "data.acceptable.source=column",
+                  "backend.C=1", "backend.min_df=1,30", f"hydra.sweep.dir={tmp / 'sweep'}", db=db)
+    client = MlflowClient(tracking_uri=db)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    parent = next(r for r in runs if r.data.tags.get("ftlab.sweep") == "parent")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return proc, tmp / "sweep", parent, children
+
+
+def test_search_ranks_by_the_cv_mean_and_keeps_the_better_setting(searched):
+    proc, sweep_dir, parent, children = searched
+    assert len(children) == 2
+    assert parent.data.tags["ftlab.sweep.objective"] == "cv/macro_f1_mean"
+    assert "ftlab.sweep.selection_warning" not in parent.data.tags
+    by_df = {int(c.data.params["backend.min_df"]): c.data.metrics for c in children}
+    assert by_df[1]["cv/macro_f1_mean"] > by_df[30]["cv/macro_f1_mean"] + 0.2
+    for metrics in by_df.values():  # per-fold values and their summary on every job
+        folds = [metrics[f"cv/fold_{i}/macro_f1"] for i in range(1, 6)]
+        assert metrics["cv/macro_f1_mean"] == pytest.approx(sum(folds) / 5)
+        assert metrics["cv/macro_f1_stderr"] == pytest.approx(statistics.stdev(folds) / 5 ** 0.5, abs=1e-9)
+    assert parent.data.metrics["sweep/best_objective"] == pytest.approx(by_df[1]["cv/macro_f1_mean"])
+    best = yaml.safe_load(Path(sweep_dir, "summary", "best_config.yaml").read_text())
+    assert best["backend"]["min_df"] == 1
+
+
+def test_search_never_scores_the_eval_split(searched):
+    _, sweep_dir, _, children = searched
+    for c in children:
+        assert not [k for k in c.data.metrics if k.startswith(("eval/", "compare/"))], c.data.metrics.keys()
+    assert not list(sweep_dir.rglob("eval/*/eval/predictions.jsonl"))
+    assert len(list(sweep_dir.rglob("cv/fold_*/predictions.jsonl"))) == 2 * 5
