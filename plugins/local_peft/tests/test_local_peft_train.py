@@ -114,3 +114,22 @@ def test_resume_matches_uninterrupted_run(tmp_path):
         assert (wa[k] - wb[k]).abs().max() < 1e-6, k
     assert [h["train/loss"] for h in full.history] == pytest.approx(
         [h["train/loss"] for h in resumed.history], abs=1e-6)
+
+
+def test_train_layers_adapts_only_the_top_layers(tmp_path):
+    """``backend.train_layers`` for the generative ``lora`` method: LoRA weights exist only in the top
+    layers (the tiny model has 2: ``train_layers=1`` adapts layer 1), and they are trained."""
+    from safetensors.torch import load_file
+
+    from ftlab_local_peft.backend import LocalPeftBackend
+
+    train = {"method": "lora", "max_steps": 8, "logging_steps": 1, "learning_rate": 3e-3,
+             "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
+    cfg = make_cfg(train=train, backend={"train_layers": 1})
+    rec = Recorder(tmp_path / "run")
+    result = LocalPeftBackend(cfg, rec.ctx).train(
+        TrainJob(train=make_examples(16), eval=(), prompt=make_prompt(cfg), out_dir=tmp_path / "out"))
+    weights = load_file(str(Path(result.model.uri) / "adapter_model.safetensors"))
+    layers = {int(k.split(".layers.")[1].split(".")[0]) for k in weights}
+    assert layers == {1}, sorted(weights)
+    assert any(float(w.abs().sum()) > 0 for k, w in weights.items() if "lora_B" in k)  # B starts at zero

@@ -137,7 +137,8 @@ class LocalPeftConfig(BackendConfig):
     """score_labels: none, or content_free (contextual calibration: subtract each label's log-probability
     after content-free inputs, the mean over 'N/A', '' and '[MASK]', from its score before ranking)."""
     train_layers: int = at_least(0, 0)
-    """lora_cls: LoRA on the top N decoder layers only (0 = all layers)."""
+    """lora_cls and lora: LoRA on the top N decoder layers only (0 = all layers); the backward pass
+    stops at the lowest adapted layer."""
     adapted_tokens: int = at_least(0, 16)
     """lora_cls: the last N prompt tokens run through the LoRA-adapted layers and feed the head; the
     tokens before them are context, encoded once by the frozen model (their keys/values are cached and

@@ -2,7 +2,8 @@
 
 Each training item is the prompt the model is evaluated with followed by its target (the label's
 tokens and the end token, :mod:`~ftlab_local_peft.encoding`); the cross-entropy covers the target
-tokens, never the prompt, weighted per row by ``train.class_weighting``.
+tokens, never the prompt, weighted per row by ``train.class_weighting``. ``backend.train_layers``
+limits LoRA to the top layers (a shorter backward pass).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from ftlab_local_peft.device import autocast
 from ftlab_local_peft.encoding import IGNORE_INDEX, collate, make_features
 from ftlab_local_peft.loading import enum_value
 from ftlab_local_peft.loop import Plan
-from ftlab_local_peft.modeling import unwrap
+from ftlab_local_peft.modeling import num_layers, split_layer, unwrap
 from ftlab_local_peft.weighting import example_weights
 
 NAME = "lora"
@@ -45,9 +46,13 @@ def prepare(session, job) -> Plan:
     from peft import LoraConfig, get_peft_model
 
     tc, tok, rt, pad_id = session.cfg.train, session.tokenizer, session.rt, session.pad_id
+    # backend.train_layers=N: LoRA on the top N layers only; nothing below them needs a gradient, so
+    # autograd records no graph there and the backward pass stops at the first adapted layer
+    k = split_layer(session.base, session.cfg.backend.train_layers)
+    top = {"layers_to_transform": list(range(k, num_layers(session.base)))} if k else {}
     model = get_peft_model(session.base, LoraConfig(
         task_type="CAUSAL_LM", r=tc.lora.r, lora_alpha=tc.lora.alpha, lora_dropout=tc.lora.dropout,
-        target_modules=list(tc.lora.target_modules)))
+        target_modules=list(tc.lora.target_modules), **top))
     feats = make_features(tok, job.prompt, job.train, session.end_id)
     weights = example_weights(job.train, job.prompt.labels, enum_value(tc.class_weighting))
     eval_feats = make_features(tok, job.prompt, job.eval, session.end_id) if tc.eval_loss else []
