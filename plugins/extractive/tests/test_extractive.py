@@ -68,4 +68,4 @@ def test_choosing_tfidf_for_a_generation_task_names_both(plugins):
     from ftlab.config.compose import ConfigError, compose, validate
 
     with pytest.raises(ConfigError, match="eval.task=summarization is not supported by backend 'tfidf'"):
-        validate(compose(["+experiment=mtsamples_summarize", "backend=tfidf"], plugins))
+        validate(compose(["+experiment=mtsamples_summarize_extractive", "backend=tfidf"], plugins))
