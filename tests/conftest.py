@@ -64,3 +64,14 @@ def mlflow_client():
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+
+
+def benchmark_module(name: str):
+    """Import ``benchmarks/<name>.py`` (a script folder, not a package) for its tests."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(name, root / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +10,13 @@ import pytest
 from ftlab.contract import Example
 from ftlab.cv import assign_folds
 
+from conftest import benchmark_module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("probe_cv", ROOT / "benchmarks" / "probe_cv.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = benchmark_module("probe_cv")
     return mod
 
 

@@ -3,21 +3,20 @@ scores and pairs tuned with base and with the extractive floor on the same rows.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import benchmark_module
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("rougeL_f1", "rouge1_f1", "rouge2_f1", "rougeLsum_f1")
 
 
 def _module(base: Path):
-    spec = importlib.util.spec_from_file_location("results_summarize", ROOT / "benchmarks" / "results_summarize.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = benchmark_module("results_summarize")
     mod.BASE = base
     return mod
 
