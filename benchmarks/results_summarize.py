@@ -1,7 +1,8 @@
 """The summarization experiment's published numbers (``make results-summarize``; issue 18).
 
-Runs ``ftlab +experiment=mtsamples_summarize seed=N`` for each seed (base evaluation, generative LoRA
-SFT, tuned evaluation, paired comparison: the shipped experiment, unchanged) and the extractive floor
+Runs ``ftlab +experiment=mtsamples_summarize seed=N train.seed=N`` for each seed (the two keys
+``seeds=[…]`` sets; base evaluation, generative LoRA SFT, tuned evaluation, paired comparison: the
+shipped experiment, unchanged) and the extractive floor
 ``ftlab +experiment=mtsamples_summarize_extractive`` once, all on the eval split, each into its own
 folder under ``outputs/results_summarize/``. Prints and writes ``benchmarks/results_summarize.md``:
 per seed the base and tuned corpus values, tuned − base and tuned − floor with a paired bootstrap
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     walls_path = BASE / "walls.json"
     walls = json.loads(walls_path.read_text()) if walls_path.is_file() else {}
-    jobs = [("floor", FLOOR, [])] + [(f"seed_{s}", EXPERIMENT, [f"seed={s}"]) for s in args.seeds]
+    jobs = [("floor", FLOOR, [])] + [(f"seed_{s}", EXPERIMENT, [f"seed={s}", f"train.seed={s}"]) for s in args.seeds]
     for key, experiment, overrides in jobs:
         done = (BASE / key / "eval" / "tuned" / "eval" / "metrics.json").is_file()
         if not (args.reuse and done):
