@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from _common import run_ftlab  # this folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR = "tfidf"
@@ -35,16 +34,6 @@ RECIPES = [
      "mtsamples17_lora_local", ["backend.document_layers=[8,24,30]"]),
 ]
 METRICS = (("macro_f1", "strict"), ("lenient/macro_f1", "lenient"))
-
-
-def run_recipe(key: str, experiment: str, overrides: list[str], out: Path) -> float:
-    """Run one recipe into ``out`` (a fresh folder) and return its wall time in seconds."""
-    exe = Path(sys.executable).with_name("ftlab")
-    cmd = [str(exe), f"+experiment={experiment}", "eval.cv.folds=5", f"hydra.run.dir={out}", *overrides]
-    print("$", " ".join(cmd), flush=True)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    return time.perf_counter() - t0
 
 
 def fold_values(run_dir: Path, metric: str) -> list[float]:
@@ -116,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 dirs[key] = out
             continue
         if not (args.reuse and (out / "cv" / "summary.json").is_file()):
-            walls[key] = run_recipe(key, experiment, overrides, out)
+            walls[key] = run_ftlab(experiment, out, ["eval.cv.folds=5", *overrides])
             base.mkdir(parents=True, exist_ok=True)
             times_path.write_text(json.dumps(walls, indent=1))
         dirs[key] = out

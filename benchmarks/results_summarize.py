@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from _common import run_ftlab  # this folder
+
+from ftlab.metrics.compare_text import mean_delta_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "outputs" / "results_summarize"
@@ -34,16 +34,7 @@ KEYS = ("rougeL_f1", "rouge1_f1", "rouge2_f1", "rougeLsum_f1")
 """Means of per-example F1 (rouge-score's own aggregation): the paired bootstrap resamples those."""
 CORPUS = ("bleu4", "chrf")
 """Corpus metrics reported as they are (their intervals are in each run's own comparison)."""
-
-
-def run(experiment: str, out: Path, overrides: list[str]) -> float:
-    """Run one experiment into ``out`` and return its wall time in seconds."""
-    exe = Path(sys.executable).with_name("ftlab")
-    cmd = [str(exe), f"+experiment={experiment}", f"hydra.run.dir={out}", *overrides]
-    print("$", " ".join(cmd), flush=True)
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    return time.perf_counter() - t0
+COLUMNS = (*KEYS, *CORPUS)
 
 
 def per_example(run_dir: Path, stage: str) -> tuple[list[str], dict[str, np.ndarray], dict[str, float]]:
@@ -59,13 +50,6 @@ def per_example(run_dir: Path, stage: str) -> tuple[list[str], dict[str, np.ndar
     return [r["id"] for r in rows], scores, corpus
 
 
-def paired(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of ``b - a`` and its 95% paired bootstrap percentile interval."""
-    idx = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
-    d = (b - a)[idx].mean(1)
-    return float((b - a).mean()), float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
@@ -78,15 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     for key, experiment, overrides in jobs:
         done = (BASE / key / "eval" / "tuned" / "eval" / "metrics.json").is_file()
         if not (args.reuse and done):
-            walls[key] = run(experiment, BASE / key, overrides)
+            walls[key] = run_ftlab(experiment, BASE / key, overrides)
             walls_path.parent.mkdir(parents=True, exist_ok=True)
             walls_path.write_text(json.dumps(walls, indent=1))
     floor_ids, floor, floor_corpus = per_example(BASE / "floor", "tuned")  # its "tuned" stage: k chosen on train
-    lines = ["| run | " + " | ".join(KEYS) + " | " + " | ".join(CORPUS)
+    lines = ["| run | " + " | ".join(COLUMNS)
              + " | ROUGE-L F1 tuned − base [95% CI] | tuned − floor [95% CI] | wall |",
-             "|---" * (len(KEYS) + len(CORPUS) + 4) + "|",
+             "|---" * (len(COLUMNS) + 4) + "|",
              "| extractive floor (lead-k words, k chosen on train) | "
-             + " | ".join(f"{floor_corpus[k]:.3f}" for k in (*KEYS, *CORPUS)) + " | | | "
+             + " | ".join(f"{floor_corpus[k]:.3f}" for k in COLUMNS) + " | | | "
              + (f"{walls['floor'] / 60:.1f} min" if "floor" in walls else "-") + " |"]
     tuned_vals, deltas = [], []
     for s in args.seeds:
@@ -96,16 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         if not ids_b == ids_t == floor_ids:
             raise RuntimeError(f"{key}: the runs did not score the same rows in the same order")
         if s == args.seeds[0]:
-            lines.append("| base model (untuned) | " + " | ".join(f"{base_corpus[k]:.3f}" for k in (*KEYS, *CORPUS))
+            lines.append("| base model (untuned) | " + " | ".join(f"{base_corpus[k]:.3f}" for k in COLUMNS)
                          + " | | | |")
-        vb, lb, hb = paired(base["rougeL_f1"], tuned["rougeL_f1"])
-        vf, lf, hf = paired(floor["rougeL_f1"], tuned["rougeL_f1"])
-        tuned_vals.append([tuned_corpus[k] for k in (*KEYS, *CORPUS)])
+        vb, lb, hb = mean_delta_interval(base["rougeL_f1"], tuned["rougeL_f1"])
+        vf, lf, hf = mean_delta_interval(floor["rougeL_f1"], tuned["rougeL_f1"])
+        tuned_vals.append([tuned_corpus[k] for k in COLUMNS])
         deltas.append((vb, vf))
-        lines.append(f"| tuned, seed {s} | " + " | ".join(f"{tuned_corpus[k]:.3f}" for k in (*KEYS, *CORPUS))
+        lines.append(f"| tuned, seed {s} | " + " | ".join(f"{tuned_corpus[k]:.3f}" for k in COLUMNS)
                      + f" | {vb:+.3f} [{lb:+.3f}, {hb:+.3f}] | {vf:+.3f} [{lf:+.3f}, {hf:+.3f}] | "
                      + (f"{walls[key] / 60:.1f} min" if key in walls else "-") + " |")
-    m, sd = np.mean(tuned_vals, 0), np.std(tuned_vals, 0, ddof=1) if len(tuned_vals) > 1 else np.zeros(6)
+    m = np.mean(tuned_vals, 0)
+    sd = np.std(tuned_vals, 0, ddof=1) if len(tuned_vals) > 1 else np.zeros(len(COLUMNS))
     d = np.mean(deltas, 0)
     lines.append(f"| **tuned, mean ± std of {len(args.seeds)} seeds** | "
                  + " | ".join(f"**{a:.3f}** ± {b:.3f}" for a, b in zip(m, sd))

@@ -67,10 +67,13 @@ def mlflow_client():
 
 
 def benchmark_module(name: str):
-    """Import ``benchmarks/<name>.py`` (a script folder, not a package) for its tests."""
+    """Import ``benchmarks/<name>.py`` (a script folder, not a package) for its tests, with that folder
+    on ``sys.path`` as when the script runs (``from _common import …``)."""
     import importlib.util
 
     root = Path(__file__).resolve().parents[1]
+    if str(root / "benchmarks") not in sys.path:
+        sys.path.append(str(root / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, root / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

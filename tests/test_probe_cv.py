@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,12 +11,10 @@ from ftlab.cv import assign_folds
 
 from conftest import benchmark_module
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    mod = benchmark_module("probe_cv")
-    return mod
+    return benchmark_module("probe_cv")
 
 
 def _ex(i: int, label: str, acceptable=()) -> Example:

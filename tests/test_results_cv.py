@@ -11,8 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    mod = benchmark_module("results_cv")
-    return mod
+    return benchmark_module("results_cv")
 
 
 def _run(tmp: Path, name: str, strict: list[float], lenient: list[float], eval_: tuple[float, float]) -> Path:

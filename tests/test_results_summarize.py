@@ -11,7 +11,6 @@ import pytest
 
 from conftest import benchmark_module
 
-ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("rougeL_f1", "rouge1_f1", "rouge2_f1", "rougeLsum_f1")
 
 

@@ -46,8 +46,7 @@ def paired_compare_text(base, tuned, keys: Sequence[str], resamples: int = 1000,
     if [p.id for p in base.items] != [p.id for p in tuned.items]:
         raise ValueError("paired comparison needs both prediction sets on the same rows, in the same order")
     n = len(base.items)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n)) if n else np.zeros((resamples, 0), dtype=int)
+    idx = bootstrap_indices(n, resamples, seed)
     lo, hi = (1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100
     out = {}
     for key in keys:
@@ -57,7 +56,7 @@ def paired_compare_text(base, tuned, keys: Sequence[str], resamples: int = 1000,
         if _is_mean(base, key) and _is_mean(tuned, key):  # vectorised: a mean of per-row values
             va = base.stats[key][:, 0] / np.maximum(base.stats[key][:, 1], 1e-12)
             vb = tuned.stats[key][:, 0] / np.maximum(tuned.stats[key][:, 1], 1e-12)
-            deltas = (vb[idx] - va[idx]).mean(1) if n else np.zeros(resamples)
+            deltas = resampled_mean_deltas(va, vb, idx)
         else:
             deltas = np.array([tuned.value(key, r) - base.value(key, r) for r in idx])
         pa = np.array([e.get(key, np.nan) for e in base.per_example])
@@ -67,6 +66,27 @@ def paired_compare_text(base, tuned, keys: Sequence[str], resamples: int = 1000,
                                   float(np.percentile(deltas, hi)), confidence, resamples, wins,
                                   n - wins - losses, losses)
     return out
+
+
+def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """``[resamples, n]`` row indices drawn with replacement (seeded): every key shares them."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n, size=(resamples, n)) if n else np.zeros((resamples, 0), dtype=int)
+
+
+def resampled_mean_deltas(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Mean of ``b - a`` over each resample's rows (a metric that is a mean of per-row values)."""
+    return (b[idx] - a[idx]).mean(1) if idx.shape[1] else np.zeros(len(idx))
+
+
+def mean_delta_interval(a, b, resamples: int = 1000, seed: int = 0,
+                        confidence: float = 0.95) -> tuple[float, float, float]:
+    """``mean(b) - mean(a)`` of paired per-row values and its paired bootstrap percentile interval,
+    as :func:`paired_compare_text` computes it for a mean metric (e.g. across two runs' files)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    deltas = resampled_mean_deltas(a, b, bootstrap_indices(len(a), resamples, seed))
+    lo, hi = (1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100
+    return float(b.mean() - a.mean()), float(np.percentile(deltas, lo)), float(np.percentile(deltas, hi))
 
 
 def _is_mean(scored, key: str) -> bool:
