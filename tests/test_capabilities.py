@@ -196,3 +196,17 @@ def test_capabilities_must_be_the_contract_type():
     m.register(Bad(), name="bad")
     with pytest.raises(PluginError, match="capabilities of type dict"):
         m.backends()
+
+
+@pytest.mark.parametrize("key,value", [("num_beams", 4), ("min_new_tokens", 8), ("length_penalty", 2.0)])
+def test_optional_decoding_keys_are_refused_by_a_backend_that_does_not_declare_them(third, key, value):
+    """min_new_tokens, num_beams and length_penalty must be declared (``Capabilities.decoding_options``):
+    a backend without them, declared capabilities or none, would ignore them silently."""
+    for backend in ("genonly", "fake"):
+        with pytest.raises(ConfigError) as err:
+            validate(compose(["+experiment=smoke", f"backend={backend}", "eval.decoding.mode=generate",
+                              f"eval.decoding.{key}={value}"], third))
+        assert f"eval.decoding.{key}={value} is not supported by backend '{backend}'" in str(err.value)
+        assert err.value.keys == (f"eval.decoding.{key}",)
+    ok = validate(compose(["+experiment=smoke", "backend=genonly", "eval.decoding.mode=generate"], third))
+    assert check_capabilities(ok, third) == ()  # every key at its default passes

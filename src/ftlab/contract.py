@@ -83,13 +83,21 @@ class Decoding:
     """Strings that end an answer: the text is cut before the first one (the end token always ends it)."""
     seed: int = 0
     """Seed of sampled decoding (``temperature`` > 0); greedy decoding ignores it."""
+    min_new_tokens: int = 0
+    """Tokens an answer has at least before the end token may end it (0 = off)."""
+    num_beams: int = 1
+    """Beam search width (1 = greedy or sampling)."""
+    length_penalty: float = 1.0
+    """Beam search: exponent on length in a beam's score."""
 
     @classmethod
     def from_config(cls, d, seed: int = 0) -> "Decoding":
         """From ``cfg.eval.decoding`` (an ftlab.config.DecodingConfig)."""
         return cls(mode=getattr(d.mode, "value", d.mode), max_new_tokens=d.max_new_tokens,
                    temperature=d.temperature, top_p=d.top_p, batch_size=d.batch_size,
-                   stop=tuple(getattr(d, "stop", ()) or ()), seed=seed)
+                   stop=tuple(getattr(d, "stop", ()) or ()), seed=seed,
+                   min_new_tokens=getattr(d, "min_new_tokens", 0), num_beams=getattr(d, "num_beams", 1),
+                   length_penalty=getattr(d, "length_penalty", 1.0))
 
 
 @dataclass(frozen=True)
@@ -277,6 +285,9 @@ class Capabilities:
     generation_methods: Optional[tuple[str, ...]] = None
     """``train.method`` values that train for a generative task (e.g. ``none``, ``lora``); ``None`` = all
     of ``train_methods``."""
+    decoding_options: tuple[str, ...] = ()
+    """Optional ``eval.decoding`` keys the backend honours (:data:`DECODING_OPTIONS`); each other one set
+    away from its default is refused at validation, so no backend ignores it silently."""
     train_keys: Optional[Mapping[str, str]] = None
     """``train.*`` keys the backend honours (``lora`` covers ``lora.r`` …), each with one phrase on how it
     maps the key, e.g. ``{"epochs": "MAX_ITERATIONS = ceil(epochs x training rows)"}``. A run on this
@@ -299,6 +310,22 @@ class Capabilities:
 
 CHECKED_KEYS: tuple[str, ...] = ("eval.decoding.mode", "train.method")
 """Config keys a backend's :class:`Capabilities` can restrict."""
+DECODING_OPTIONS: dict[str, Any] = {"min_new_tokens": 0, "num_beams": 1, "length_penalty": 1.0}
+"""``eval.decoding`` keys a backend must declare (``Capabilities.decoding_options``), with the value
+that means *off*; any other value on a backend that does not declare the key is refused."""
+
+
+def refused_decoding_option(decoding, backend: str, caps: Optional["Capabilities"]) -> Optional[tuple[str, str]]:
+    """``(key, message)`` for the first :data:`DECODING_OPTIONS` key that ``decoding`` (the config's
+    ``eval.decoding``) sets on a backend whose capabilities do not declare it; None when none does."""
+    honoured = caps.decoding_options if caps is not None else ()
+    for key, off in DECODING_OPTIONS.items():
+        if getattr(decoding, key, off) != off and key not in honoured:
+            return (f"eval.decoding.{key}",
+                    f"eval.decoding.{key}={getattr(decoding, key)} is not supported by backend {backend!r} (it "
+                    f"honours eval.decoding: {', '.join(honoured) or 'none of ' + ', '.join(DECODING_OPTIONS)}); "
+                    f"set it back to {off} or choose another backend")
+    return None
 
 
 @runtime_checkable

@@ -19,6 +19,8 @@ def test_score_labels_falls_back_to_generate_and_lora_cls_is_refused():
     with pytest.raises(ConfigError, match=r"train\.method=lora_cls is not supported by backend 'bqml'; "
                                           r"it supports train\.method: none, lora"):
         validate(compose([*BQ, "eval.decoding.mode=generate", "train.method=lora_cls"]))
+    with pytest.raises(ConfigError, match=r"eval\.decoding\.num_beams=4 is not supported by backend 'bqml'"):
+        validate(compose([*BQ, "eval.decoding.mode=generate", "eval.decoding.num_beams=4"]))  # no beam search there
 
 
 def test_run_with_score_labels_generates_and_records_the_fallback(fake_bq, tmp_path, capsys):

@@ -22,3 +22,4 @@ def test_declared_capabilities():
     assert set(caps.decoding_modes) == {"score_labels", "generate"}
     assert set(caps.train_methods) == {"none", "lora", "lora_cls"}
     assert not caps.fallbacks and not caps.native_evaluate
+    assert set(caps.decoding_options) == {"min_new_tokens", "num_beams", "length_penalty"}

@@ -143,3 +143,14 @@ def test_sft_learns_the_references_and_moves_the_lora_weights(tmp_path):
         return sum(rouge_scores(p.raw_text, ex.references)["rougeL_f1"] for p, ex in zip(preds.items, held)) / len(held)
 
     assert rouge(tuned) > rouge(base) + 0.2, ([p.raw_text for p in base.items], [p.raw_text for p in tuned.items])
+    # eval.decoding.min_new_tokens: the tuned model ends "report of <word>" early; a minimum holds the
+    # end token back until then. num_beams: beam search, deterministic, one answer per row.
+    long = dataclasses.replace(d, max_new_tokens=12)
+    free = b.predict(trained.model, held, prompt, long)
+    floor = b.predict(trained.model, held, prompt, dataclasses.replace(long, min_new_tokens=9))
+    assert min(p.output_tokens for p in free.items) < 9, [p.output_tokens for p in free.items]
+    assert all(p.output_tokens >= 9 for p in floor.items), [p.output_tokens for p in floor.items]
+    beams = dataclasses.replace(long, num_beams=3, length_penalty=1.5)
+    first = [p.raw_text for p in b.predict(trained.model, held, prompt, beams).items]
+    assert len(first) == len(held) and all(first)
+    assert first == [p.raw_text for p in b.predict(trained.model, held, prompt, beams).items]

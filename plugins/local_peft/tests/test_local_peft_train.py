@@ -70,14 +70,18 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+def test_resume_matches_uninterrupted_run(tmp_path, dtype):
+    """fp16 too: the grad scaler's state is in the checkpoint, so the resumed steps scale as the
+    uninterrupted ones did."""
+    import torch
     from safetensors.torch import load_file
 
     from ftlab_local_peft.backend import LocalPeftBackend
 
     train = {"max_steps": 6, "logging_steps": 1, "lora": {"r": 4, "alpha": 8, "dropout": 0.1,
                                                           "target_modules": ["q_proj", "v_proj"]}}
-    cfg = make_cfg(train=train, backend={"checkpoint_steps": 3})
+    cfg = make_cfg(train=train, backend={"checkpoint_steps": 3, "device": "cpu", "dtype": dtype})
     prompt = make_prompt(cfg)
     ex = make_examples(16)
 
@@ -105,6 +109,8 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     with pytest.raises(Interrupt):
         run("resumed", crashing)
     assert (tmp_path / "resumed" / "checkpoint" / "state.pt").is_file()
+    blob = torch.load(tmp_path / "resumed" / "checkpoint" / "state.pt", weights_only=True)
+    assert ("scaler" in blob) == (dtype == "fp16")
     resumed = run("resumed", recorder)
     assert resumed.metrics["train/resumed_from_step"] == 3
     wa = load_file(str(Path(full.model.uri) / "adapter_model.safetensors"))
@@ -133,3 +139,34 @@ def test_train_layers_adapts_only_the_top_layers(tmp_path):
     layers = {int(k.split(".layers.")[1].split(".")[0]) for k in weights}
     assert layers == {1}, sorted(weights)
     assert any(float(w.abs().sum()) > 0 for k, w in weights.items() if "lora_B" in k)  # B starts at zero
+
+
+def test_checkpoint_restores_the_grad_scaler(tmp_path):
+    """A scale the run had lowered (overflows) and its growth tracker come back on resume, not 65,536."""
+    import torch
+
+    from ftlab_local_peft.checkpoint import load_checkpoint, save_checkpoint
+
+    model = _tiny_peft()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    scaler = torch.amp.GradScaler("cpu")
+    scaler.load_state_dict({"scale": 1024.0, "growth_factor": 2.0, "backoff_factor": 0.5,
+                            "growth_interval": 2000, "_growth_tracker": 7})
+    save_checkpoint(tmp_path / "ckpt", model, opt, sched, {"fingerprint": "f", "step": 3}, scaler)
+    fresh = torch.amp.GradScaler("cpu")
+    assert load_checkpoint(tmp_path / "ckpt", model, opt, sched, "f", fresh)["step"] == 3
+    assert fresh.get_scale() == 1024.0 and fresh._get_growth_tracker() == 7
+    plain = torch.amp.GradScaler("cpu")  # a checkpoint without a scaler (fp32/bf16) leaves it alone
+    save_checkpoint(tmp_path / "ckpt32", model, opt, sched, {"fingerprint": "f", "step": 3})
+    load_checkpoint(tmp_path / "ckpt32", model, opt, sched, "f", plain)
+    assert plain.state_dict() == torch.amp.GradScaler("cpu").state_dict()
+
+
+def _tiny_peft():
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1)
+    return get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=2, target_modules=["q_proj"]))

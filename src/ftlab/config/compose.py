@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ftlab.config import bounds
 from ftlab.config.run import RunConfig
-from ftlab.contract import CHECKED_KEYS, Decoding, Fallback
+from ftlab.contract import CHECKED_KEYS, Decoding, Fallback, refused_decoding_option
 from ftlab.plugins import did_you_mean
 
 SCHEMA_NAME = "ftlab_schema"
@@ -285,10 +285,15 @@ def check_capabilities(cfg: RunConfig, plugins=None) -> tuple[Fallback, ...]:
 
     A choice the backend declares no support and no fallback for is a :class:`ConfigError` naming
     the key, the value, the backend and what it supports. A backend that declared no capabilities
-    (or a key it left undeclared) is not checked.
+    (or a key it left undeclared) is not checked, except for :data:`~ftlab.contract.DECODING_OPTIONS`.
     """
-    info = plugins.backends().get(cfg.backend.name) if plugins is not None else None
+    if plugins is None:
+        return ()
+    info = plugins.backends().get(cfg.backend.name)
     caps = info.capabilities if info is not None else None
+    refused = refused_decoding_option(cfg.eval.decoding, cfg.backend.name, caps)
+    if refused:
+        raise ConfigError(refused[1], keys=(refused[0],))
     if caps is None:
         return ()
     used = []

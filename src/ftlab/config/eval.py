@@ -30,6 +30,12 @@ class DecodingConfig:
     """Examples per forward pass."""
     stop: List[str] = field(default_factory=list)
     """generate: strings that end an answer (cut before the first one found; the end token always ends it)."""
+    min_new_tokens: int = at_least(0, 0)
+    """generate: tokens an answer has at least before the end token may end it (0 = off; a stop string still ends it). A model tuned on short targets stops early; this is a decoding choice, so choose it on a dev split. Backends that honour it say so (`ftlab plugins`); elsewhere a value other than 0 is refused."""
+    num_beams: int = at_least(1, 1)
+    """generate: beam search over this many hypotheses (1 = greedy or sampling). Costs about num_beams times the compute of greedy decoding; refused by backends that do not declare it."""
+    length_penalty: float = 1.0
+    """generate, num_beams > 1: exponent on the answer's length in a beam's score (sum of log-probabilities / length^penalty): above 1 favours longer answers, below 1 shorter ones."""
 
 
 class CVGroupBy(Enum):

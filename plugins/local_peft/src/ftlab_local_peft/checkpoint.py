@@ -55,12 +55,14 @@ def set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
-def save_checkpoint(path: Path, model, opt, sched, state: dict) -> None:
+def save_checkpoint(path: Path, model, opt, sched, state: dict, scaler=None) -> None:
     """Write adapter + optimizer/scheduler/RNG + loop state to ``path``, keeping the previous
     checkpoint until the new one is complete: write ``<path>.tmp``, rename ``path`` to
     ``<path>.old``, rename the tmp to ``path``, delete ``.old``. A crash at any point leaves a
     complete checkpoint at ``path`` or ``<path>.old`` (:func:`load_checkpoint` falls back to it).
-    ``state.pt`` holds only tensors and plain containers (it loads with ``weights_only=True``).
+    ``state.pt`` holds only tensors and plain containers (it loads with ``weights_only=True``), with
+    fp16's grad scaler (its scale and growth tracker) when there is one, so a resumed fp16 run goes on
+    with the scale it had reached instead of restarting at 65,536.
     The crash tests kill the process inside this function through :mod:`ftlab.faults`."""
     from ftlab.faults import kill_point
 
@@ -69,8 +71,10 @@ def save_checkpoint(path: Path, model, opt, sched, state: dict) -> None:
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
     kill_point("checkpoint.partial", state.get("step"))
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state()},
-               tmp / "state.pt")
+    blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state()}
+    if scaler is not None:
+        blob["scaler"] = scaler.state_dict()
+    torch.save(blob, tmp / "state.pt")
     (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
     if path.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -80,8 +84,9 @@ def save_checkpoint(path: Path, model, opt, sched, state: dict) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(path: Path, model, opt, sched, fingerprint: str) -> dict | None:
-    """Restore a matching checkpoint into model/opt/sched and the RNGs; its loop state or None.
+def load_checkpoint(path: Path, model, opt, sched, fingerprint: str, scaler=None) -> dict | None:
+    """Restore a matching checkpoint into model/opt/sched, the grad scaler (fp16) and the RNGs; its
+    loop state or None.
 
     Falls back to ``<path>.old`` when a crash came between the renames of :func:`save_checkpoint`.
     Nothing in it can run code: the adapter is safetensors, the loop state JSON and ``state.pt``
@@ -117,5 +122,7 @@ def load_checkpoint(path: Path, model, opt, sched, fingerprint: str) -> dict | N
     set_peft_model_state_dict(model, weights)
     opt.load_state_dict(blob["optimizer"])
     sched.load_state_dict(blob["scheduler"])
+    if scaler is not None and blob.get("scaler"):
+        scaler.load_state_dict(blob["scaler"])
     set_rng_state(blob["rng"])
     return state

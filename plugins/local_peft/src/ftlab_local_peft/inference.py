@@ -299,6 +299,16 @@ def cast_once(model, enabled: bool):
             p.requires_grad_(False)
 
 
+def beam_options(decoding) -> dict:
+    """``generate`` keywords of the optional decoding keys: a minimum length, beam search."""
+    kw = {}
+    if getattr(decoding, "min_new_tokens", 0):
+        kw["min_new_tokens"] = decoding.min_new_tokens
+    if getattr(decoding, "num_beams", 1) > 1:
+        kw.update(num_beams=decoding.num_beams, length_penalty=decoding.length_penalty)
+    return kw
+
+
 def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pad_id: int,
              decoding, seed: int, rt: Runtime) -> list[dict]:
     """Greedy (temperature 0) or sampled (temperature/top-p, seeded) continuations: length-grouped,
@@ -313,6 +323,7 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pa
         kw.update(stop_strings=list(stop), tokenizer=tokenizer)
     if sample:
         kw.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=0)
+    kw.update(beam_options(decoding))
     torch.manual_seed(getattr(decoding, "seed", seed))  # sampling only; greedy decoding draws nothing
     with cast_once(model, rt.bf16), torch.inference_mode(), \
             progress_bar(len(prompts), "generate", rt.progress) as bar:
@@ -336,7 +347,8 @@ def per_row_generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id:
     """Baseline (tests, benchmark): a plain ``model.generate`` per prompt, no padding, greedy, the
     same stop strings and dtype as :func:`generate`; the new token ids of each row, as generated."""
     stop = tuple(getattr(decoding, "stop", ()) or ())
-    kw = dict(max_new_tokens=decoding.max_new_tokens, do_sample=False, eos_token_id=end_id, pad_token_id=pad_id)
+    kw = dict(max_new_tokens=decoding.max_new_tokens, do_sample=False, eos_token_id=end_id, pad_token_id=pad_id,
+              **beam_options(decoding))
     if stop:
         kw.update(stop_strings=list(stop), tokenizer=tokenizer)
     out = []

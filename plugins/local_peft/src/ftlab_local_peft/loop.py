@@ -126,7 +126,8 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
     ckpt_dir = Path(job.out_dir) / CHECKPOINT_DIR
     group.checkpoint(ckpt_dir)  # a follower resumes from rank 0's checkpoint
     fp = fingerprint(cfg, job)
-    state = load_checkpoint(ckpt_dir, model, opt, sched, fp) or {}
+    amp = rt.stepper()  # grad scaler in fp16, XLA step marker on a TPU; plain backward/step otherwise
+    state = load_checkpoint(ckpt_dir, model, opt, sched, fp, amp.scaler) or {}
     step, history = state.get("step", 0), list(state.get("history", []))
     window, epochs_done = list(state.get("window", [])), state.get("epochs_done", 0)
     tokens, t0 = 0, time.perf_counter()
@@ -143,7 +144,6 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
         history.append(row)
         ctx.log_metrics({k: v for k, v in row.items() if k != "step"}, row["step"])
 
-    amp = rt.stepper()  # grad scaler in fp16, XLA step marker on a TPU; plain backward/step otherwise
     model.train()
     bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not (bc.progress and group.main),
                dynamic_ncols=True)
@@ -186,7 +186,7 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
         if bc.checkpoint_steps > 0 and step % bc.checkpoint_steps == 0 and step < total and group.main:
             save_checkpoint(ckpt_dir, model, opt, sched,
                             {"fingerprint": fp, "step": step, "history": history,
-                             "window": window, "epochs_done": epochs_done})
+                             "window": window, "epochs_done": epochs_done}, amp.scaler)
     bar.close()
     model.eval()
     train_s = time.perf_counter() - t0

@@ -221,8 +221,10 @@ CAPABILITIES = Capabilities(decoding_modes=("score_labels", "generate"),
                             train_methods=("none", "lora", "lora_cls"), train_keys=TRAIN_KEYS,
                             intermediate_values=("train/eval_loss",),
                             tasks=("classification", "text_generation", "summarization", "question_answering"),
-                            generation_methods=("none", "lora"))
-"""Both decoding modes, every training method and train key; no native evaluation (the host's is the only one);
+                            generation_methods=("none", "lora"),
+                            decoding_options=("min_new_tokens", "num_beams", "length_penalty"))
+"""Both decoding modes (generation with a minimum length and beam search too), every training method and
+train key; no native evaluation (the host's is the only one);
 reports the eval loss after each epoch (``train.eval_loss=true``) so a search can prune. Every task:
 generation tasks train with ``lora`` (generative SFT, loss on the reference tokens) and answer with
 ``generate``."""
