@@ -23,3 +23,14 @@ def test_declared_capabilities():
     assert set(caps.train_methods) == {"none", "lora", "lora_cls"}
     assert not caps.fallbacks and not caps.native_evaluate
     assert set(caps.decoding_options) == {"min_new_tokens", "num_beams", "length_penalty"}
+
+
+def test_ftlab_plugins_lists_the_optional_decoding_keys(capsys):
+    from ftlab.cli.plugins_cmd import main
+
+    assert main([]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    local = next(x for x in lines if "local_peft" in x and "eval.decoding.mode" in x)
+    assert "optional eval.decoding keys: min_new_tokens, num_beams, length_penalty" in local
+    bqml = next(x for x in lines if "bqml" in x and "eval.decoding.mode" in x)
+    assert "optional eval.decoding keys: none" in bqml

@@ -43,7 +43,7 @@ def describe(caps) -> str:
     from ftlab.contract import CHECKED_KEYS
 
     if caps is None:
-        return "not declared (nothing is checked)"
+        return "not declared (nothing is checked; optional eval.decoding keys refused)"
     parts = []
     for key in CHECKED_KEYS:
         values = caps.supported(key)
@@ -51,6 +51,7 @@ def describe(caps) -> str:
         parts.append(f"{key}: {', '.join(values) if values is not None else 'any'}"
                      + (f" (fallback {'; '.join(subs)})" if subs else ""))
     parts.append("train keys: " + (", ".join(caps.train_keys) if caps.train_keys is not None else "any"))
+    parts.append("optional eval.decoding keys: " + (", ".join(caps.decoding_options) or "none"))
     if caps.native_evaluate:
         parts.append("native_evaluate")
     if caps.intermediate_values:  # what an Optuna search can prune on (docs/sweeps.md)
