@@ -56,7 +56,7 @@ bench: venv
 results: venv
 	HF_HUB_OFFLINE=1 MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python benchmarks/results_cv.py $(ARGS)
 
-# Issue 18's table: 3 seeds of ftlab +experiment=mtsamples_summarize (~15 min each) and the extractive floor.
+# Issue 18's table: 3 seeds of ftlab +experiment=mtsamples_summarize (~9 min each on 2 cores) and the extractive floor.
 results-summarize: venv
 	HF_HUB_OFFLINE=1 MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python benchmarks/results_summarize.py $(ARGS)
 

@@ -34,7 +34,7 @@ class DecodingConfig:
     """generate: tokens an answer has at least before the end token may end it (0 = off; a stop string still ends it). A model tuned on short targets stops early; this is a decoding choice, so choose it on a dev split. Backends that honour it say so (`ftlab plugins`); elsewhere a value other than 0 is refused."""
     num_beams: int = at_least(1, 1)
     """generate: beam search over this many hypotheses (1 = greedy or sampling). Costs about num_beams times the compute of greedy decoding; refused by backends that do not declare it."""
-    length_penalty: float = 1.0
+    length_penalty: float = within(-5, 5, 1.0)
     """generate, num_beams > 1: exponent on the answer's length in a beam's score (sum of log-probabilities / length^penalty): above 1 favours longer answers, below 1 shorter ones."""
 
 
