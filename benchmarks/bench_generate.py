@@ -1,7 +1,7 @@
 """Generation throughput (issue 18): ftlab's batched generation against a plain per-row ``model.generate`` loop.
 
 Both sides generate for the same eval rows of data/mtsamples_summarize with the mtsamples_summarize
-experiment's prompt and decoding (greedy, ``max_new_tokens`` 40, stop at a newline, its batch size), on the
+experiment's prompt and decoding (greedy, 10 to 40 new tokens, stop at a newline, its batch size), on the
 same loaded model and in the same dtype:
 
 - *ftlab*: the backend's ``predict`` with ``decoding.mode=generate``, i.e. ``inference.generate``:
