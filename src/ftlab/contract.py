@@ -96,8 +96,7 @@ class Decoding:
         return cls(mode=getattr(d.mode, "value", d.mode), max_new_tokens=d.max_new_tokens,
                    temperature=d.temperature, top_p=d.top_p, batch_size=d.batch_size,
                    stop=tuple(getattr(d, "stop", ()) or ()), seed=seed,
-                   min_new_tokens=getattr(d, "min_new_tokens", 0), num_beams=getattr(d, "num_beams", 1),
-                   length_penalty=getattr(d, "length_penalty", 1.0))
+                   **{k: getattr(d, k, getattr(cls, k)) for k in DECODING_OPTIONS})
 
 
 @dataclass(frozen=True)
@@ -310,16 +309,17 @@ class Capabilities:
 
 CHECKED_KEYS: tuple[str, ...] = ("eval.decoding.mode", "train.method")
 """Config keys a backend's :class:`Capabilities` can restrict."""
-DECODING_OPTIONS: dict[str, Any] = {"min_new_tokens": 0, "num_beams": 1, "length_penalty": 1.0}
-"""``eval.decoding`` keys a backend must declare (``Capabilities.decoding_options``), with the value
-that means *off*; any other value on a backend that does not declare the key is refused."""
+DECODING_OPTIONS: tuple[str, ...] = ("min_new_tokens", "num_beams", "length_penalty")
+"""``eval.decoding`` keys a backend must declare (``Capabilities.decoding_options``); a value other than
+the :class:`Decoding` default (which means *off*) on a backend that does not declare the key is refused."""
 
 
 def refused_decoding_option(decoding, backend: str, caps: Optional["Capabilities"]) -> Optional[tuple[str, str]]:
     """``(key, message)`` for the first :data:`DECODING_OPTIONS` key that ``decoding`` (the config's
     ``eval.decoding``) sets on a backend whose capabilities do not declare it; None when none does."""
     honoured = caps.decoding_options if caps is not None else ()
-    for key, off in DECODING_OPTIONS.items():
+    for key in DECODING_OPTIONS:
+        off = getattr(Decoding, key)
         if getattr(decoding, key, off) != off and key not in honoured:
             return (f"eval.decoding.{key}",
                     f"eval.decoding.{key}={getattr(decoding, key)} is not supported by backend {backend!r} (it "

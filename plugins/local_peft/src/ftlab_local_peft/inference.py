@@ -299,7 +299,7 @@ def cast_once(model, enabled: bool):
             p.requires_grad_(False)
 
 
-def beam_options(decoding) -> dict:
+def length_and_beam_kwargs(decoding) -> dict:
     """``generate`` keywords of the optional decoding keys: a minimum length, beam search."""
     kw = {}
     if getattr(decoding, "min_new_tokens", 0):
@@ -323,7 +323,7 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pa
         kw.update(stop_strings=list(stop), tokenizer=tokenizer)
     if sample:
         kw.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=0)
-    kw.update(beam_options(decoding))
+    kw.update(length_and_beam_kwargs(decoding))
     torch.manual_seed(getattr(decoding, "seed", seed))  # sampling only; greedy decoding draws nothing
     with cast_once(model, rt.bf16), torch.inference_mode(), \
             progress_bar(len(prompts), "generate", rt.progress) as bar:
@@ -348,7 +348,7 @@ def per_row_generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id:
     same stop strings and dtype as :func:`generate`; the new token ids of each row, as generated."""
     stop = tuple(getattr(decoding, "stop", ()) or ())
     kw = dict(max_new_tokens=decoding.max_new_tokens, do_sample=False, eos_token_id=end_id, pad_token_id=pad_id,
-              **beam_options(decoding))
+              **length_and_beam_kwargs(decoding))
     if stop:
         kw.update(stop_strings=list(stop), tokenizer=tokenizer)
     out = []
