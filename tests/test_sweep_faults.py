@@ -5,8 +5,9 @@ SIGKILLs the driver; ``ftlab`` is started again on the same study and must finis
 Afterwards every trial slot is COMPLETE exactly once (interrupted attempts are FAIL with
 ``ftlab.interrupted`` and each has one retry), every finished trial's metrics are in MLflow (after
 ``ftlab sync`` of the folders the outage left behind), the parent's ranking lists all 20, and every
-killed attempt is KILLED in MLflow with its trial and the trial that retried it. The timeline is
-printed (docs/reliability.md keeps one).
+killed attempt that had opened its MLflow run is KILLED there with its trial and the trial that
+retried it (the injector kills only such jobs; one the driver's kill cut short before its run has
+none). The timeline is printed (docs/reliability.md keeps one).
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ class Injector(threading.Thread):
 
     def _kill_a_job(self) -> None:
         time.sleep(self.rng.uniform(0.2, 1.2))
-        live = [f for f in _jobs(self.root) if not _ended(f) and _pid(f)]
+        # only a job whose MLflow run exists: the run must then end KILLED, which is what is checked
+        # (a job killed before it opened its run is retried too, but leaves nothing in MLflow)
+        live = [f for f in _jobs(self.root) if not _ended(f) and _pid(f) and (f / "mlflow_run.json").is_file()]
         if not live:
             return
         folder = self.rng.choice(live)
@@ -247,7 +250,12 @@ def _run_and_check(tmp_path: Path, mark: Timeline, servers: list) -> None:
     for t in done:  # every finished trial's metrics are in MLflow, the outage's included
         assert finished[t.number].data.metrics["eval/base/eval/macro_f1"] == pytest.approx(t.value)
     killed = [c for c in children if c.info.status == "KILLED"]
-    assert len(killed) >= 3 and len(killed) == len(lost)
+    killed_trials = sorted(int(c.data.tags["ftlab.optuna.trial"]) for c in killed)
+    assert len(killed) >= 3 and set(killed_trials) <= {t.number for t in lost}
+    assert len(set(killed_trials)) == len(killed), "one KILLED run per interrupted attempt"
+    for t in lost:  # an attempt killed before it opened its MLflow run (the driver's kill) has none
+        if t.number not in killed_trials:
+            assert not [c for c in children if c.data.tags.get("ftlab.optuna.trial") == str(t.number)]
     for c in killed:
         n = int(c.data.tags["ftlab.optuna.trial"])
         assert c.data.tags["ftlab.killed"] == "true" and by_number[n].user_attrs["ftlab.interrupted"]
@@ -255,7 +263,7 @@ def _run_and_check(tmp_path: Path, mark: Timeline, servers: list) -> None:
     table = client.load_table(exp.experiment_id, "sweep/ranking.json", run_ids=[parent.info.run_id])
     ranked = table[table["status"] == "FINISHED"]
     assert sorted(ranked["job"]) == sorted(t.number for t in done) and not any(map(math.isnan, ranked["objective"]))
-    assert sorted(table[table["status"] == "KILLED"]["job"]) == sorted(t.number for t in lost)
+    assert sorted(table[table["status"] == "KILLED"]["job"]) == killed_trials
     assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/n_finished"] == N_TRIALS
     mark(f"checked: {len(done)} COMPLETE, {len(lost)} interrupted attempts KILLED and retried once, "
          f"ranking of {len(table)} rows ({len(ranked)} finished)")
