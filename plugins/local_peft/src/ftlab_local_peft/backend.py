@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from ftlab.contract import Example, ModelRef, Prediction, Predictions, TrainedModel, TrainJob
-from ftlab_local_peft import distributed, encoding, inference, loading, loop, methods, quantization
+from ftlab_local_peft import distributed, encoding, fsdp, inference, loading, loop, methods, quantization
 from ftlab_local_peft.checkpoint import CHECKPOINT_DIR
 from ftlab_local_peft.device import make_runtime
 from ftlab_local_peft.features import store_for
@@ -94,10 +95,13 @@ class LocalPeftBackend:
         self._tok = tok
         self.end_id = encoding.end_token_id(tok, self.cfg.backend.end_token)
         self.pad_id = tok.pad_token_id
-        self._base = loading.load_model(self.cfg.model, self.cfg.backend, self.rt.device, len(tok), tok,
-                                        self.quantization, self.rt.amp)
+        self._base = self._load_base()
         self._load_s = time.perf_counter() - t0
         self.ctx.set_tags(loading.model_identity(self.cfg.model, tok, self._base))
+
+    def _load_base(self):
+        return loading.load_model(self.cfg.model, self.cfg.backend, self.rt.device, len(self._tok), self._tok,
+                                  self.quantization, self.rt.amp)
 
     def _load_metrics(self) -> dict[str, float]:
         if self._load_reported:
@@ -173,14 +177,22 @@ class LocalPeftBackend:
         model = self._peft = plan.model
         out = Path(job.out_dir)
         adapter_dir = out / "adapter"
-        model.save_pretrained(adapter_dir, save_embedding_layers=False)
+        sharded = fsdp.active(group)  # every rank gathers the whole adapter and saves its copy
+        model.save_pretrained(adapter_dir, save_embedding_layers=False,
+                              **({"state_dict": fsdp.gather_trainable(model)} if sharded else {}))
         plan.save(adapter_dir)
         meta = lora_cls.ClsMeta.load(adapter_dir)
         if meta is not None:
             self._cls[str(adapter_dir.resolve())] = meta
         if self.source == loading.SOURCE_TINY:
             self._tok.save_pretrained(adapter_dir)
-        self._adapters[str(adapter_dir.resolve())] = "default"
+        if sharded:  # predict on whole weights: the base again, the saved adapter loaded onto it
+            del plan, model, session
+            self._peft, self._adapters, self._base = None, {}, None
+            gc.collect()
+            self._base = self._load_base()
+        else:
+            self._adapters[str(adapter_dir.resolve())] = "default"
         group.aliases[str(sent / "adapter")] = str(adapter_dir)
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
         ref = ModelRef(backend=NAME, kind="tuned", uri=str(adapter_dir),

@@ -14,8 +14,8 @@ makes (:meth:`Group.send` / :func:`serve`), until rank 0's run ends (:func:`fini
   ``forward`` and the methods call the model's submodules. Clipping, AdamW and the schedule then
   see the same gradients on every rank, so the adapters stay equal, and they equal a single-process
   run up to float summation order.
-- **fsdp** (``backend.distributed=fsdp``) is declared and refused at start: docs/distributed.md says
-  what sharding the model needs here.
+- **fsdp** (``backend.distributed=fsdp``): the same rows and weighting, with the decoder's weights
+  sharded over the ranks while training (:mod:`~ftlab_local_peft.fsdp`).
 - **Prediction**: each rank predicts rows ``rank::world``; rank 0 gathers the parts back into the
   input order (:meth:`Group.gather`), so the evaluator sees every row exactly once.
 - **Files**: only rank 0 writes checkpoints and the run folder. A follower writes into its own
@@ -102,18 +102,24 @@ class Group:
         return mine, (sum(weights[i] for i in mine) / total) if total > 0 else len(mine) / len(batch)
 
     def sum_grads(self, params: Sequence[torch.Tensor], loss: float, tokens: int) -> tuple[float, int]:
-        """Sum every rank's gradients (one flat all-reduce), and the step's loss and tokens."""
+        """Sum every rank's gradients (one flat all-reduce), and the step's loss and tokens. Under
+        fsdp the sharded parameters' gradients were already reduced by FSDP, and the others are
+        averaged as FSDP does (each rank's loss is scaled by N there: :mod:`~ftlab_local_peft.fsdp`)."""
         if not self.active:
             return loss, tokens
         import torch.distributed as dist
 
+        from ftlab_local_peft.fsdp import is_sharded
+
+        device = params[0].device if params else torch.device("cpu")
+        params, per = [p for p in params if not is_sharded(p)], (self.world if self.mode == "fsdp" else 1)
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
-                          for p in params] + [torch.tensor([loss, float(tokens)], device=params[0].device)])
+                          for p in params] + [torch.tensor([loss, float(tokens)], device=device)])
         dist.all_reduce(flat)
         at = 0
         for p in params:
             n = p.numel()
-            p.grad = flat[at:at + n].view_as(p).to(p.dtype)
+            p.grad = (flat[at:at + n] / per if per > 1 else flat[at:at + n]).view_as(p).to(p.dtype)
             at += n
         return float(flat[at]), int(round(float(flat[at + 1])))
 
@@ -195,9 +201,6 @@ def setup(backend_cfg) -> Group:
     if not dist.is_available() or (world <= 1 and not dist.is_initialized()):
         _CURRENT = Group(mode=mode)
         return _CURRENT
-    if mode == "fsdp":
-        raise ValueError("backend.distributed=fsdp is not implemented yet (docs/distributed.md, 'Not done'); "
-                         "use backend.distributed=ddp, which holds the whole model on every rank")
     cuda = torch.cuda.is_available() and str(backend_cfg.device) in ("auto", "cuda")
     if cuda:  # one device per process: the device "cuda" then means this rank's (Ray may show one GPU only)
         local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()

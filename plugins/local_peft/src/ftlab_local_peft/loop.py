@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ftlab_local_peft import distributed
+from ftlab_local_peft import distributed, fsdp
 from ftlab_local_peft.checkpoint import CHECKPOINT_DIR, fingerprint, load_checkpoint, save_checkpoint
 from ftlab_local_peft.device import Runtime
 from ftlab_local_peft.memory import check_plan_memory
@@ -87,13 +87,17 @@ def train(method, session, job) -> tuple[Plan, tuple, dict]:
     """Seed, let ``method`` plan (it builds the adapter, so the seed fixes its initialisation), fit.
 
     Returns ``(plan, history rows, metrics)``; ``plan.model`` is the tuned model."""
-    cfg = session.cfg
+    cfg, sharded = session.cfg, fsdp.active(distributed.current())
+    if sharded:
+        fsdp.refuse(cfg, method.NAME, session.rt)
     seed_everything(cfg.train.seed)
     plan = method.prepare(session, job)
     check_plan_memory(plan, session)  # before the first step: refuse what would run out of memory
     checkpointing = cfg.backend.gradient_checkpointing and hasattr(plan.model, "gradient_checkpointing_enable")
     if checkpointing:
         plan.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if sharded:  # before the optimizer is built: it must hold the sharded parameters
+        plan = fsdp.shard(plan)
     try:
         history, metrics = fit(plan, job, cfg, session.ctx, session.rt)
     finally:
@@ -113,6 +117,8 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
 
     tc, bc = cfg.train, cfg.backend
     group = distributed.current()
+    lockstep, scale = fsdp.active(group), fsdp.loss_scale(group)
+    clip = fsdp.clip_grad_norm if lockstep else torch.nn.utils.clip_grad_norm_
     model = plan.model
     n_items = len(plan.lengths)
     bs, ga = tc.batch_size, tc.gradient_accumulation_steps
@@ -127,7 +133,7 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
     group.checkpoint(ckpt_dir)  # a follower resumes from rank 0's checkpoint
     fp = fingerprint(cfg, job)
     amp = rt.stepper()  # grad scaler in fp16, XLA step marker on a TPU; plain backward/step otherwise
-    state = load_checkpoint(ckpt_dir, model, opt, sched, fp, amp.scaler) or {}
+    state = load_checkpoint(ckpt_dir, model, opt, sched, fp, amp.scaler, sharded=lockstep) or {}
     step, history = state.get("step", 0), list(state.get("history", []))
     window, epochs_done = list(state.get("window", [])), state.get("epochs_done", 0)
     tokens, t0 = 0, time.perf_counter()
@@ -150,17 +156,21 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
     while step < total:
         step_loss, step_tokens = 0.0, 0
         for k in range(ga):
-            rows, share = group.part(batch_at(step * ga + k), plan.weights)  # alone: the batch, 1.0
+            batch = batch_at(step * ga + k)
+            rows, share = group.part(batch, plan.weights)  # alone: the batch, 1.0
+            idle = not rows
+            if lockstep:  # fsdp: every rank runs each layer's collectives, with rows or not
+                rows, share = fsdp.lockstep(batch, rows, share)
             if rows:
                 loss, n_tok = plan.loss(rows)
-                amp.backward(loss * share / ga)
+                amp.backward(loss * (share * scale / ga))
                 step_loss += loss.detach().item() * share / ga
-                step_tokens += n_tok
+                step_tokens += 0 if idle else n_tok
         step_loss, step_tokens = group.sum_grads(plan.params, step_loss, step_tokens)
         tokens += step_tokens
         amp.unscale(opt)
         if bc.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(plan.params, bc.max_grad_norm)
+            clip(plan.params, bc.max_grad_norm)
         lr = sched.get_last_lr()[0]
         amp.step(opt)
         sched.step()
@@ -183,10 +193,12 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
             # a search may prune the run here (ctx.report raises ftlab.contract.Pruned); its step is
             # the epochs begun, a unit every trial shares whatever its batch size
             ctx.report({"train/eval_loss": value}, math.ceil(epoch - 1e-9))
-        if bc.checkpoint_steps > 0 and step % bc.checkpoint_steps == 0 and step < total and group.main:
-            save_checkpoint(ckpt_dir, model, opt, sched,
-                            {"fingerprint": fp, "step": step, "history": history,
-                             "window": window, "epochs_done": epochs_done}, amp.scaler)
+        if bc.checkpoint_steps > 0 and step % bc.checkpoint_steps == 0 and step < total:
+            gathered = fsdp.checkpoint_state(model, opt) if lockstep else None  # every rank, under fsdp
+            if group.main:
+                save_checkpoint(ckpt_dir, model, opt, sched,
+                                {"fingerprint": fp, "step": step, "history": history,
+                                 "window": window, "epochs_done": epochs_done}, amp.scaler, gathered)
     bar.close()
     model.eval()
     train_s = time.perf_counter() - t0
