@@ -191,15 +191,117 @@ def test_ray_train_with_two_cpu_workers_matches_one_process_under_a_parent_run(s
     assert "model/adapter/adapter_model.safetensors" in arts
 
 
-def test_fsdp_and_unknown_modes_are_refused_by_key(monkeypatch):
+# ------------------------------------------------------------------ fsdp
+def _tiny_lm_lora():
+    """A tiny untied Llama with LoRA on q/v (inside the shards) and on the LM head (outside them)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False))
+    model = get_peft_model(lm, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                          target_modules=["q_proj", "v_proj", "lm_head"]))
+    for name, p in model.named_parameters():  # LoRA B starts at 0: give every adapter weight a gradient
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    ids = torch.randint(0, 64, (5, 7), generator=torch.Generator().manual_seed(1))
+    return model, ids
+
+
+BATCHES = ([0, 1, 2], [3], [4, 0])
+"""Micro-batches of one step; in [3] rank 1 has no row and must still run the shards' collectives."""
+
+
+def _fsdp_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from ftlab_local_peft import fsdp
+    from ftlab_local_peft.distributed import Group
+    from ftlab_local_peft.loop import Plan
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    g = Group(rank=rank, world=world, mode="fsdp", cpu=dist.group.WORLD)
+    model, ids = _tiny_lm_lora()
+    plan = fsdp.shard(Plan(model, [7] * 5, None, [p for p in model.parameters() if p.requires_grad]))
+    kinds = sorted({fsdp.is_sharded(p) for p in plan.params})
+    for batch in BATCHES:
+        rows, share = fsdp.lockstep(batch, *g.part(batch, None))
+        loss = model(input_ids=ids[rows], labels=ids[rows]).loss
+        (loss * (share * fsdp.loss_scale(g))).backward()
+    g.sum_grads(plan.params, 0.0, 0)
+    norm = fsdp.clip_grad_norm(plan.params, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    grads = {names[id(p)]: (p.grad.full_tensor() if fsdp.is_sharded(p) else p.grad).tolist() for p in plan.params}
+    whole = fsdp.gather_trainable(model)
+    Path(out, f"{rank}.json").write_text(json.dumps({"kinds": kinds, "norm": float(norm), "grads": grads,
+                                                     "weights": {k: v.tolist() for k, v in whole.items()}}))
+    dist.destroy_process_group()
+
+
+def test_fsdp_shards_sum_to_the_single_process_gradient_with_an_idle_rank_and_whole_params(tmp_path):
+    import torch
+    import torch.multiprocessing as mp
+
+    mp.spawn(_fsdp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    model, ids = _tiny_lm_lora()
+    for batch in BATCHES:
+        model(input_ids=ids[batch], labels=ids[batch]).loss.backward()
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    norm = torch.nn.utils.clip_grad_norm_(list(params.values()), 0.05)
+    for r in (0, 1):
+        got = json.loads((tmp_path / f"{r}.json").read_text())
+        assert got["kinds"] == [False, True]  # LoRA of the layers sharded, the LM head's LoRA whole
+        assert got["norm"] == pytest.approx(float(norm), rel=1e-5) and float(norm) > 0.05  # it clipped
+        assert set(got["grads"]) == set(params) == set(got["weights"])
+        for n, p in params.items():
+            assert torch.tensor(got["grads"][n]) == pytest.approx(p.grad, abs=1e-6), n
+            assert torch.tensor(got["weights"][n]) == pytest.approx(p.detach(), abs=0), n
+
+
+@pytest.mark.slow
+def test_a_killed_fsdp_run_resumes_from_its_checkpoint_and_matches_one_process(single, tmp_path):
+    run_dir, db = tmp_path / "run", tmp_path / "mlflow.db"
+    args = [*COMMON, "backend.distributed=fsdp", f"hydra.run.dir={run_dir}", f"tracking.uri=sqlite:///{db}",
+            "backend.checkpoint_steps=2"]
+    killed = ftlab("launch", "--nproc", "2", *args, env={"FTLAB_TEST_KILL_AT": "checkpoint.swap@4"})
+    assert killed.returncode != 0
+    assert "trainable" in __import__("torch").load(run_dir / "train" / "checkpoint.old" / "state.pt",
+                                                   weights_only=True)  # whole tensors, not shards
+    resumed = ftlab("launch", "--nproc", "2", *args, f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_run(single, run_dir)
+    client, runs = runs_in(db)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["local_peft.distributed"] == "fsdp, 2 ranks"
+    assert client.get_metric_history(runs[0].info.run_id, "train/resumed_from_step")[-1].value == 2
+
+
+def test_fsdp_refuses_what_it_cannot_shard_by_key():
+    import torch
+    from types import SimpleNamespace
+
+    from local_peft_helpers import make_cfg
+
+    from ftlab_local_peft import fsdp
+
+    fp32, fp16 = SimpleNamespace(amp=None), SimpleNamespace(amp=torch.float16)
+    fsdp.refuse(make_cfg(), "lora", fp32)  # the supported case passes
+    with pytest.raises(ValueError, match=r"fsdp does not support train.method=lora_cls"):
+        fsdp.refuse(make_cfg(), "lora_cls", fp32)
+    with pytest.raises(ValueError, match=r"train.quantization=4bit"):
+        fsdp.refuse(make_cfg(train={"quantization": "4bit"}), "lora", fp32)
+    with pytest.raises(ValueError, match=r"fp16 \(backend.dtype"):
+        fsdp.refuse(make_cfg(), "lora", fp16)
+
+
+def test_unknown_modes_are_refused_by_key(monkeypatch):
     from local_peft_helpers import make_cfg
 
     from ftlab_local_peft import distributed
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ValueError, match="backend.distributed=fsdp is not implemented"):
-        distributed.setup(make_cfg(backend={"distributed": "fsdp"}).backend)
-    assert not distributed.current().active
     with pytest.raises(Exception, match="backend.distributed must be ddp or fsdp, not 'dpp'"):
         make_cfg(backend={"distributed": "dpp"})
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process: nothing to join, fsdp or not
