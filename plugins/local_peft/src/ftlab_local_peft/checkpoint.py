@@ -127,17 +127,11 @@ def load_checkpoint(path: Path, model, opt, sched, fingerprint: str, scaler=None
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    if sharded:
+    if sharded:  # backend.distributed is in the fingerprint: an fsdp checkpoint is only read by fsdp
         from ftlab_local_peft.fsdp import restore
 
-        if "trainable" not in blob:
-            raise RuntimeError(f"{path} was written by a run without fsdp; resume it with the same "
-                               f"backend.distributed, or delete {path} to train from the start")
         restore(model, opt, blob["trainable"], blob["optimizer"])
     else:
-        if "trainable" in blob:
-            raise RuntimeError(f"{path} was written by an fsdp run (backend.distributed=fsdp); resume it "
-                               f"with the same setting, or delete {path} to train from the start")
         set_peft_model_state_dict(model, load_file(str(path / "adapter" / "adapter_model.safetensors")))
         opt.load_state_dict(blob["optimizer"])
     sched.load_state_dict(blob["scheduler"])
