@@ -112,3 +112,23 @@ def test_quantization_fallback_trains_plain_lora_and_tags_it(tmp_path):
     result = _train(b, prompt, tmp_path)
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
     assert result.metrics["train/trainable_params"] > 0
+
+
+def test_over_several_ranks_the_activations_are_one_ranks_rows(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from ftlab_local_peft import distributed
+    from ftlab_local_peft.loop import Plan
+    from ftlab_local_peft.memory import estimate_plan
+
+    b, _, prompt = _backend(tmp_path, train={"batch_size": 8})
+    b._ensure_loaded(make_examples(16), prompt)
+    plan = Plan(b._base, [40] * 16, None, [p for p in b._base.parameters()][:2])
+    session = SimpleNamespace(cfg=b.cfg, rt=b.rt)
+    alone = estimate_plan(plan, session)
+    monkeypatch.setattr(distributed, "_CURRENT", distributed.Group(rank=0, world=2))
+    two = estimate_plan(plan, session)
+    monkeypatch.setattr(distributed, "_CURRENT", distributed.Group(rank=0, world=3))
+    three = estimate_plan(plan, session)  # 8 rows over 3 ranks: a rank runs at most 3
+    assert two.activations * 2 == alone.activations and three.activations * 8 == alone.activations * 3
+    assert two.weights == alone.weights and two.optimizer == alone.optimizer

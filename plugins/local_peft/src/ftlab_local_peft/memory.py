@@ -2,7 +2,8 @@
 
 An out-of-memory crash half-way through the first batch says nothing about which knob to turn. So
 before training, :func:`check_plan_memory` estimates the peak (weights in their dtype as loaded, the
-LoRA weights, their gradients and AdamW state, the activations of one batch of the longest items),
+LoRA weights, their gradients and AdamW state, the activations of one batch of the longest items:
+over N ranks, each rank's ``batch_size / N`` rows),
 prints it, and refuses with an error naming the keys that lower it when it exceeds the free memory:
 
     est = estimate(weight_bytes=..., trainable=..., layers=..., hidden=..., ...)
@@ -127,8 +128,12 @@ def estimate_plan(plan, session) -> Estimate:
     frozen += sum(b.numel() * b.element_size() for b in model.buffers())
     n_train = sum(p.numel() for p in plan.params)
     t_bytes = plan.params[0].element_size() if plan.params else 4
+    from ftlab_local_peft.distributed import current
+
+    world = current().world  # over N ranks each runs its rows of a batch: the activations are per rank
+    batch = min(cfg.train.batch_size, max(1, len(plan.lengths)))
     return estimate(weight_bytes=frozen, trainable=n_train, trainable_bytes=t_bytes, **_config_dims(model),
-                    batch=min(cfg.train.batch_size, max(1, len(plan.lengths))),
+                    batch=-(-batch // world),
                     seq=max(plan.lengths, default=1), act_bytes=2 if rt.amp is not None else 4,
                     checkpointing=bool(cfg.backend.gradient_checkpointing), cuda=rt.device.type == "cuda")
 
