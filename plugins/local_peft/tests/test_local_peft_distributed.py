@@ -98,7 +98,9 @@ def _group_worker(rank: int, world: int, init_file: str, out: str) -> None:
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     g = Group(rank=rank, world=world, cpu=dist.group.WORLD)
-    got = g.gather([f"row{i}" for i in g.shard(list(range(7)))], 7)
+    rows, real = g.shard(list(range(7)))
+    assert real == len(rows)  # ddp: no padding
+    got = g.gather([f"row{i}" for i in rows], 7)
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(3))
     x, weights, batch = torch.arange(15.0).view(5, 3) / 10, [1.0, 2.0, 3.0, 1.0, 0.5], [4, 0, 2, 1, 3]
@@ -192,15 +194,21 @@ def test_ray_train_with_two_cpu_workers_matches_one_process_under_a_parent_run(s
 
 
 # ------------------------------------------------------------------ fsdp
-def _tiny_lm_lora():
-    """A tiny untied Llama with LoRA on q/v (inside the shards) and on the LM head (outside them)."""
+def _tiny_lm(shard_on=None):
+    """A tiny untied Llama (sharded with :func:`fsdp.shard_model` when ``shard_on``), then LoRA on q/v
+    (inside the sharded layers) and on the LM head (outside them)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from ftlab_local_peft import fsdp
+
     torch.manual_seed(0)
     lm = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False))
+    if shard_on is not None:
+        lm = fsdp.shard_model(lm, shard_on)
+    torch.manual_seed(1)
     model = get_peft_model(lm, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
                                           target_modules=["q_proj", "v_proj", "lm_head"]))
     for name, p in model.named_parameters():  # LoRA B starts at 0: give every adapter weight a gradient
@@ -220,45 +228,52 @@ def _fsdp_worker(rank: int, world: int, init_file: str, out: str) -> None:
 
     from ftlab_local_peft import fsdp
     from ftlab_local_peft.distributed import Group
-    from ftlab_local_peft.loop import Plan
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     g = Group(rank=rank, world=world, mode="fsdp", cpu=dist.group.WORLD)
-    model, ids = _tiny_lm_lora()
-    plan = fsdp.shard(Plan(model, [7] * 5, None, [p for p in model.parameters() if p.requires_grad]))
-    kinds = sorted({fsdp.is_sharded(p) for p in plan.params})
+    model, ids = _tiny_lm(shard_on=torch.device("cpu"))
+    base_q = model.base_model.model.model.layers[0].self_attn.q_proj.base_layer.weight
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    here, whole = fsdp.weight_bytes(model)
     for batch in BATCHES:
         rows, share = fsdp.lockstep(batch, *g.part(batch, None))
-        loss = model(input_ids=ids[rows], labels=ids[rows]).loss
-        (loss * (share * fsdp.loss_scale(g))).backward()
-    g.sum_grads(plan.params, 0.0, 0)
-    norm = fsdp.clip_grad_norm(plan.params, 0.05)
-    names = {id(p): n for n, p in model.named_parameters()}
-    grads = {names[id(p)]: (p.grad.full_tensor() if fsdp.is_sharded(p) else p.grad).tolist() for p in plan.params}
-    whole = fsdp.gather_trainable(model)
-    Path(out, f"{rank}.json").write_text(json.dumps({"kinds": kinds, "norm": float(norm), "grads": grads,
-                                                     "weights": {k: v.tolist() for k, v in whole.items()}}))
+        (model(input_ids=ids[rows], labels=ids[rows]).loss * share).backward()
+    g.sum_grads(list(params.values()), 0.0, 0)
+    norm = torch.nn.utils.clip_grad_norm_(list(params.values()), 0.05)
+    with torch.no_grad():  # a forward after training, as prediction runs it
+        logits = model(input_ids=ids[rank::world]).logits
+    shards, _ = fsdp.even_shard(list(range(5)), rank, world)
+    Path(out, f"{rank}.json").write_text(json.dumps({
+        "sharded": [fsdp.is_sharded(base_q), base_q.to_local().shape[0], any(map(fsdp.is_sharded, params.values()))],
+        "bytes": [here, whole], "norm": float(norm), "grads": {n: p.grad.tolist() for n, p in params.items()},
+        "logits": logits.tolist(), "shards": shards}))
     dist.destroy_process_group()
 
 
-def test_fsdp_shards_sum_to_the_single_process_gradient_with_an_idle_rank_and_whole_params(tmp_path):
+def test_fsdp_shards_the_base_and_trains_lora_like_one_process_with_an_idle_rank(tmp_path):
     import torch
     import torch.multiprocessing as mp
 
     mp.spawn(_fsdp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    model, ids = _tiny_lm_lora()
+    model, ids = _tiny_lm()
     for batch in BATCHES:
         model(input_ids=ids[batch], labels=ids[batch]).loss.backward()
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     norm = torch.nn.utils.clip_grad_norm_(list(params.values()), 0.05)
-    for r in (0, 1):
-        got = json.loads((tmp_path / f"{r}.json").read_text())
-        assert got["kinds"] == [False, True]  # LoRA of the layers sharded, the LM head's LoRA whole
-        assert got["norm"] == pytest.approx(float(norm), rel=1e-5) and float(norm) > 0.05  # it clipped
-        assert set(got["grads"]) == set(params) == set(got["weights"])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    got = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+    for r, g in enumerate(got):
+        # a layer weight is a DTensor holding half the rows; the LoRA weights are whole on every rank
+        assert g["sharded"] == [True, 16, False]
+        assert g["bytes"][0] < 0.75 * g["bytes"][1]  # the layers' half went elsewhere (embeddings stay whole)
+        assert g["norm"] == pytest.approx(float(norm), rel=1e-5) and float(norm) > 0.05  # it clipped
+        assert set(g["grads"]) == set(params)
         for n, p in params.items():
-            assert torch.tensor(got["grads"][n]) == pytest.approx(p.grad, abs=1e-6), n
-            assert torch.tensor(got["weights"][n]) == pytest.approx(p.detach(), abs=0), n
+            assert torch.tensor(g["grads"][n]) == pytest.approx(p.grad, abs=1e-6), n
+        assert torch.tensor(g["logits"]) == pytest.approx(logits[r::2], abs=1e-5)
+    # prediction: as many rows on each rank, a repeated row padding the short one
+    assert got[0]["shards"] == [0, 2, 4] and got[1]["shards"] == [1, 3, 3]
 
 
 @pytest.mark.slow
@@ -268,33 +283,28 @@ def test_a_killed_fsdp_run_resumes_from_its_checkpoint_and_matches_one_process(s
             "backend.checkpoint_steps=2"]
     killed = ftlab("launch", "--nproc", "2", *args, env={"FTLAB_TEST_KILL_AT": "checkpoint.swap@4"})
     assert killed.returncode != 0
-    assert "trainable" in __import__("torch").load(run_dir / "train" / "checkpoint.old" / "state.pt",
-                                                   weights_only=True)  # whole tensors, not shards
     resumed = ftlab("launch", "--nproc", "2", *args, f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(single, run_dir)
     client, runs = runs_in(db)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    assert runs[0].data.tags["local_peft.distributed"] == "fsdp, 2 ranks"
+    tags = runs[0].data.tags
+    assert tags["local_peft.distributed"] == "fsdp, 2 ranks"
+    assert float(tags["local_peft.fsdp_rank0_weights_gib"]) < 0.75 * float(tags["local_peft.fsdp_whole_weights_gib"])
     assert client.get_metric_history(runs[0].info.run_id, "train/resumed_from_step")[-1].value == 2
 
 
 def test_fsdp_refuses_what_it_cannot_shard_by_key():
-    import torch
-    from types import SimpleNamespace
-
     from local_peft_helpers import make_cfg
 
     from ftlab_local_peft import fsdp
 
-    fp32, fp16 = SimpleNamespace(amp=None), SimpleNamespace(amp=torch.float16)
-    fsdp.refuse(make_cfg(), "lora", fp32)  # the supported case passes
+    fsdp.refuse(make_cfg())  # lora, no quantization: supported
+    fsdp.refuse(make_cfg(train={"method": "none"}))
     with pytest.raises(ValueError, match=r"fsdp does not support train.method=lora_cls"):
-        fsdp.refuse(make_cfg(), "lora_cls", fp32)
+        fsdp.refuse(make_cfg(train={"method": "lora_cls"}))
     with pytest.raises(ValueError, match=r"train.quantization=4bit"):
-        fsdp.refuse(make_cfg(train={"quantization": "4bit"}), "lora", fp32)
-    with pytest.raises(ValueError, match=r"fp16 \(backend.dtype"):
-        fsdp.refuse(make_cfg(), "lora", fp16)
+        fsdp.refuse(make_cfg(train={"quantization": "4bit"}))
 
 
 def test_unknown_modes_are_refused_by_key(monkeypatch):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import shutil
 import time
 from pathlib import Path
@@ -36,7 +35,10 @@ class LocalPeftBackend:
     def __init__(self, cfg, ctx):
         self.cfg, self.ctx = cfg, ctx
         self.group = distributed.setup(cfg.backend)  # before the device: one CUDA device per rank
+        if fsdp.active(self.group):
+            fsdp.refuse(cfg)  # before anything loads
         self.rt, tags = make_runtime(cfg.backend)
+        self.rt = dataclasses.replace(self.rt, sharded=fsdp.active(self.group))
         if self.group.active:
             tags["local_peft.distributed"] = f"{self.group.mode}, {self.group.world} ranks"
         self.dtype_name, self.dtype_reason = tags["local_peft.dtype"], tags["local_peft.dtype_reason"]
@@ -97,11 +99,23 @@ class LocalPeftBackend:
         self.pad_id = tok.pad_token_id
         self._base = self._load_base()
         self._load_s = time.perf_counter() - t0
-        self.ctx.set_tags(loading.model_identity(self.cfg.model, tok, self._base))
 
     def _load_base(self):
-        return loading.load_model(self.cfg.model, self.cfg.backend, self.rt.device, len(self._tok), self._tok,
-                                  self.quantization, self.rt.amp)
+        """The base model on this rank's device, its identity tagged; under fsdp loaded into host memory
+        and only this rank's shards moved to the device."""
+        import torch
+
+        sharded = fsdp.active(self.group)
+        model = loading.load_model(self.cfg.model, self.cfg.backend, torch.device("cpu") if sharded else self.rt.device,
+                                   len(self._tok), self._tok, self.quantization, self.rt.amp)
+        self.ctx.set_tags(loading.model_identity(self.cfg.model, self._tok, model))  # whole weights' hash
+        if not sharded:
+            return model
+        model = fsdp.shard_model(model, self.rt.device)
+        here, whole = fsdp.weight_bytes(model)
+        self.ctx.set_tags({"local_peft.fsdp_rank0_weights_gib": f"{here / 2**30:.4g}",
+                           "local_peft.fsdp_whole_weights_gib": f"{whole / 2**30:.4g}"})
+        return model
 
     def _load_metrics(self) -> dict[str, float]:
         if self._load_reported:
@@ -177,22 +191,14 @@ class LocalPeftBackend:
         model = self._peft = plan.model
         out = Path(job.out_dir)
         adapter_dir = out / "adapter"
-        sharded = fsdp.active(group)  # every rank gathers the whole adapter and saves its copy
-        model.save_pretrained(adapter_dir, save_embedding_layers=False,
-                              **({"state_dict": fsdp.gather_trainable(model)} if sharded else {}))
+        model.save_pretrained(adapter_dir, save_embedding_layers=False)
         plan.save(adapter_dir)
         meta = lora_cls.ClsMeta.load(adapter_dir)
         if meta is not None:
             self._cls[str(adapter_dir.resolve())] = meta
         if self.source == loading.SOURCE_TINY:
             self._tok.save_pretrained(adapter_dir)
-        if sharded:  # predict on whole weights: the base again, the saved adapter loaded onto it
-            del plan, model, session
-            self._peft, self._adapters, self._base = None, {}, None
-            gc.collect()
-            self._base = self._load_base()
-        else:
-            self._adapters[str(adapter_dir.resolve())] = "default"
+        self._adapters[str(adapter_dir.resolve())] = "default"
         group.aliases[str(sent / "adapter")] = str(adapter_dir)
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
         ref = ModelRef(backend=NAME, kind="tuned", uri=str(adapter_dir),
@@ -220,9 +226,10 @@ class LocalPeftBackend:
         """score_labels, keeping the frozen layers' states for a later lora_cls when it will reuse them."""
         bc = self.cfg.backend
         k = self._split_for_reuse() if self._peft is None else -1
-        if k < 0:
+        if k < 0:  # under fsdp no shared-prefix pass: whether there is one depends on the rank's rows
             return inference.score_labels(net, prompts, list(prompt.labels), conts, self.pad_id,
-                                          decoding.batch_size, self.rt, bc.length_normalize, prior)
+                                          decoding.batch_size, self.rt, bc.length_normalize, prior,
+                                          share_prefix=not fsdp.active(self.group))
         after_batch, remove = self.features.capture(net, k, bc.adapted_tokens, prompts)
         try:
             return inference.score_labels(net, prompts, list(prompt.labels), conts, self.pad_id,
@@ -249,8 +256,9 @@ class LocalPeftBackend:
         if model.kind == "tuned" and model.uri:
             here = dataclasses.replace(model, uri=group.adapter(model.uri, Path(self.ctx.run_dir)))
         self._ensure_loaded(examples, prompt, here)  # the tiny tokenizer learns every row, as alone
-        part = self._predict(here, group.shard(examples), prompt, decoding)
-        items = group.gather(part.items, len(examples))
+        rows, real = group.shard(examples)
+        part = self._predict(here, rows, prompt, decoding)
+        items = group.gather(part.items[:real], len(examples))
         if items is None:
             return part
         dt = time.perf_counter() - t0
@@ -294,7 +302,7 @@ class LocalPeftBackend:
         elif mode == "generate":
             with mode_ctx:
                 results = inference.generate(net, tok, prompts, self.end_id, self.pad_id, decoding,
-                                             self.cfg.seed, self.rt)
+                                             self.cfg.seed, self.rt, synced=fsdp.active(self.group))
         else:
             raise ValueError(f"local_peft: unknown decoding mode {mode!r}")
         items = tuple(Prediction(id=ex.id, **r, prompt=text, truncation=c or None)

@@ -55,7 +55,7 @@ def set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
-def save_checkpoint(path: Path, model, opt, sched, state: dict, scaler=None, sharded=None) -> None:
+def save_checkpoint(path: Path, model, opt, sched, state: dict, scaler=None) -> None:
     """Write adapter + optimizer/scheduler/RNG + loop state to ``path``, keeping the previous
     checkpoint until the new one is complete: write ``<path>.tmp``, rename ``path`` to
     ``<path>.old``, rename the tmp to ``path``, delete ``.old``. A crash at any point leaves a
@@ -63,22 +63,15 @@ def save_checkpoint(path: Path, model, opt, sched, state: dict, scaler=None, sha
     ``state.pt`` holds only tensors and plain containers (it loads with ``weights_only=True``), with
     fp16's grad scaler (its scale and growth tracker) when there is one, so a resumed fp16 run goes on
     with the scale it had reached instead of restarting at 65,536.
-    Under fsdp, ``sharded`` is what every rank gathered before rank 0 calls this
-    (:func:`ftlab_local_peft.fsdp.checkpoint_state`): the whole trainable weights, kept in
-    ``state.pt`` too, and the optimizer state by parameter name.
     The crash tests kill the process inside this function through :mod:`ftlab.faults`."""
     from ftlab.faults import kill_point
 
     tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    trainable, optimizer = sharded if sharded is not None else (None, opt.state_dict())
-    model.save_pretrained(tmp / "adapter", save_embedding_layers=False,
-                          **({"state_dict": trainable} if trainable is not None else {}))
+    model.save_pretrained(tmp / "adapter", save_embedding_layers=False)
     kill_point("checkpoint.partial", state.get("step"))
-    blob = {"optimizer": optimizer, "scheduler": sched.state_dict(), "rng": rng_state()}
-    if trainable is not None:
-        blob["trainable"] = trainable
+    blob = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state()}
     if scaler is not None:
         blob["scaler"] = scaler.state_dict()
     torch.save(blob, tmp / "state.pt")
@@ -91,11 +84,9 @@ def save_checkpoint(path: Path, model, opt, sched, state: dict, scaler=None, sha
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(path: Path, model, opt, sched, fingerprint: str, scaler=None,
-                    sharded: bool = False) -> dict | None:
+def load_checkpoint(path: Path, model, opt, sched, fingerprint: str, scaler=None) -> dict | None:
     """Restore a matching checkpoint into model/opt/sched, the grad scaler (fp16) and the RNGs; its
-    loop state or None. ``sharded`` (fsdp, every rank calls it with its copy of the files): the
-    weights and optimizer state go into this rank's shards (:func:`ftlab_local_peft.fsdp.restore`).
+    loop state or None.
 
     Falls back to ``<path>.old`` when a crash came between the renames of :func:`save_checkpoint`.
     Nothing in it can run code: the adapter is safetensors, the loop state JSON and ``state.pt``
@@ -127,13 +118,9 @@ def load_checkpoint(path: Path, model, opt, sched, fingerprint: str, scaler=None
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    if sharded:  # backend.distributed is in the fingerprint: an fsdp checkpoint is only read by fsdp
-        from ftlab_local_peft.fsdp import restore
-
-        restore(model, opt, blob["trainable"], blob["optimizer"])
-    else:
-        set_peft_model_state_dict(model, load_file(str(path / "adapter" / "adapter_model.safetensors")))
-        opt.load_state_dict(blob["optimizer"])
+    weights = load_file(str(path / "adapter" / "adapter_model.safetensors"))
+    set_peft_model_state_dict(model, weights)
+    opt.load_state_dict(blob["optimizer"])
     sched.load_state_dict(blob["scheduler"])
     if scaler is not None and blob.get("scaler"):
         scaler.load_state_dict(blob["scaler"])

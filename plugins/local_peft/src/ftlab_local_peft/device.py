@@ -34,6 +34,13 @@ class Runtime:
     """fp16 autocast; training then scales the loss (:meth:`stepper`)."""
     info: Optional[Any] = None
     """The :class:`~ftlab_local_peft.hardware.DeviceInfo` the device was chosen from."""
+    sharded: bool = False
+    """The model is FSDP-sharded (:mod:`~ftlab_local_peft.fsdp`): gradient-free passes run under
+    ``no_grad``, since FSDP's all-gather buffers made under ``inference_mode`` break a later training."""
+
+    def inference(self):
+        """The context of a gradient-free pass: ``inference_mode``, or ``no_grad`` on a sharded model."""
+        return torch.no_grad() if self.sharded else torch.inference_mode()
 
     def quiet(self) -> "Runtime":
         """The same runtime without progress bars (for small inner passes)."""

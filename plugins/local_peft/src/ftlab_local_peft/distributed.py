@@ -14,8 +14,8 @@ makes (:meth:`Group.send` / :func:`serve`), until rank 0's run ends (:func:`fini
   ``forward`` and the methods call the model's submodules. Clipping, AdamW and the schedule then
   see the same gradients on every rank, so the adapters stay equal, and they equal a single-process
   run up to float summation order.
-- **fsdp** (``backend.distributed=fsdp``): the same rows and weighting, with the decoder's weights
-  sharded over the ranks while training (:mod:`~ftlab_local_peft.fsdp`).
+- **fsdp** (``backend.distributed=fsdp``): the same training, with the frozen base model sharded
+  over the ranks and every forward in lockstep (:mod:`~ftlab_local_peft.fsdp`).
 - **Prediction**: each rank predicts rows ``rank::world``; rank 0 gathers the parts back into the
   input order (:meth:`Group.gather`), so the evaluator sees every row exactly once.
 - **Files**: only rank 0 writes checkpoints and the run folder. A follower writes into its own
@@ -102,33 +102,37 @@ class Group:
         return mine, (sum(weights[i] for i in mine) / total) if total > 0 else len(mine) / len(batch)
 
     def sum_grads(self, params: Sequence[torch.Tensor], loss: float, tokens: int) -> tuple[float, int]:
-        """Sum every rank's gradients (one flat all-reduce), and the step's loss and tokens. Under
-        fsdp the sharded parameters' gradients were already reduced by FSDP, and the others are
-        averaged as FSDP does (each rank's loss is scaled by N there: :mod:`~ftlab_local_peft.fsdp`)."""
+        """Sum every rank's gradients (one flat all-reduce), and the step's loss and tokens."""
         if not self.active:
             return loss, tokens
         import torch.distributed as dist
 
-        from ftlab_local_peft.fsdp import is_sharded
-
-        device = params[0].device if params else torch.device("cpu")
-        params, per = [p for p in params if not is_sharded(p)], (self.world if self.mode == "fsdp" else 1)
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
-                          for p in params] + [torch.tensor([loss, float(tokens)], device=device)])
+                          for p in params] + [torch.tensor([loss, float(tokens)], device=params[0].device)])
         dist.all_reduce(flat)
         at = 0
         for p in params:
             n = p.numel()
-            p.grad = (flat[at:at + n] / per if per > 1 else flat[at:at + n]).view_as(p).to(p.dtype)
+            p.grad = flat[at:at + n].view_as(p).to(p.dtype)
             at += n
         return float(flat[at]), int(round(float(flat[at + 1])))
 
     # ---------------------------------------------------------------- prediction
-    def shard(self, rows: Sequence) -> Sequence:
-        return rows[self.rank::self.world] if self.active else rows
+    def shard(self, rows: Sequence) -> tuple[Sequence, int]:
+        """This rank's rows ``rank::world`` and how many of them are real: under fsdp every rank gets
+        as many (a repeated row pads the short ones; its result is dropped), since every forward of the
+        sharded model is a collective."""
+        if not self.active:
+            return rows, len(rows)
+        if self.mode == "fsdp":
+            from ftlab_local_peft.fsdp import even_shard
+
+            return even_shard(rows, self.rank, self.world)
+        mine = rows[self.rank::self.world]
+        return mine, len(mine)
 
     def gather(self, items: Sequence, n: int) -> list | None:
-        """Rank 0: every rank's :meth:`shard` results back in input order; followers: None."""
+        """Rank 0: every rank's :meth:`shard` results (its real rows') back in input order; followers: None."""
         import torch.distributed as dist
 
         parts: list | None = [None] * self.world if self.main else None

@@ -1,40 +1,32 @@
-"""``backend.distributed=fsdp``: the decoder's weights sharded over the ranks while training (FSDP2).
+"""``backend.distributed=fsdp``: the frozen base model sharded over the ranks (FSDP2), LoRA replicated.
 
-DDP (:mod:`~ftlab_local_peft.distributed`) holds the whole model on every rank. Under fsdp each
-decoder layer and the decoder itself are ``torch.distributed.fsdp.fully_shard`` units: a rank keeps
-1/N of every layer's weights (frozen base and LoRA alike) and the LoRA optimizer state of its
-shards, all-gathers a layer's weights just before the layer runs and frees them after, and
-reduce-scatters the layer's gradients in the backward pass. Everything else is the loop's, as for
-ddp: each rank takes rows ``rank::N`` of every global batch and weights its loss by their share.
-FSDP *averages* the gradients over the ranks (a sum with another divide factor needs PREMUL_SUM,
-which gloo lacks), so the loop multiplies each rank's loss by N (:func:`loss_scale`) and the whole
-parameters outside the shards are averaged too: the gradients are the global batch's, as in ddp.
+DDP (:mod:`~ftlab_local_peft.distributed`) holds the whole base model on every rank. Under fsdp the
+base is loaded into host memory, each decoder layer and the decoder itself become
+``torch.distributed.fsdp.fully_shard`` units (:func:`shard_model`), and the shards move to the
+device: a rank keeps 1/N of the frozen weights, all-gathers a layer's weights just before the layer
+runs and frees them after, in the forward pass and again in the backward pass. The LoRA adapters
+are injected afterwards: small, whole on every rank and trained exactly as under ddp (each rank's
+rows of every global batch, weighted by their share, one all-reduce of the adapter gradients per
+step), so the numbers are ddp's, and so are checkpoints, resume and saved adapters. That is ZeRO-3
+for the frozen base and plain data parallelism for the few trainable weights: what a base that
+does not fit one device needs, with LoRA.
 
 - **Lockstep.** Every forward of a sharded layer is a collective, so every rank runs the same
-  forwards: a rank left without rows in a small batch runs one row with weight 0 (the loop asks
-  :func:`lockstep`), and the eval loss runs all its rows on every rank.
-- **Tied embeddings** (the input embedding doubles as the LM head in SmolLM2) are left out of the
-  shards (``ignored_params``): they stay whole on every rank, and the methods call the LM head
-  outside the decoder's forward. They are frozen under LoRA.
-- **Clipping** takes the norm over sharded and whole gradients together (:func:`clip_grad_norm`).
-- **After training** the trained LoRA weights are gathered (:func:`gather_trainable`: every rank
-  holds the whole adapter and saves it), the sharded model is dropped and the base is loaded again,
-  so prediction runs on whole weights, each rank on its rows with no collective per forward. The
-  model must therefore fit one device for prediction (not for training).
-- **Refused at the start of training**, each naming its key: ``train.method=lora_cls`` (its cached
-  frozen passes differ per rank), ``train.quantization`` (QLoRA with FSDP needs bitsandbytes'
-  quantised storage in the shards), fp16 (the grad scaler would need FSDP's sharded variant; bf16
-  needs none).
-- **Checkpoints** (``backend.checkpoint_steps``): every rank gathers the whole trainable weights and
-  the optimizer state by parameter name (:func:`checkpoint_state`), rank 0 writes them as a ddp run
-  would; on resume every rank puts its part back into its shards (:func:`restore`). A checkpoint
-  holds whole tensors, so a resumed launch does not depend on how the shards were cut.
+  forwards: a rank without rows in a small training batch runs one row with weight 0
+  (:func:`lockstep`); prediction gives every rank the same number of rows (:func:`even_shard`,
+  padded with a repeated row whose result is dropped), scores labels without the shared-prefix
+  pass (its length depends on the rows) and generates with ``synced_gpus`` (a rank that finished
+  keeps stepping until every rank has); the eval loss runs every row on every rank.
+- **Tied embeddings** (the input embedding doubles as the LM head in SmolLM2) and an untied LM head
+  are left whole on every rank (``ignored_params``): the methods call the LM head outside the
+  decoder's forward.
+- **Refused, by key**, when the backend starts: ``train.method=lora_cls`` (its cached frozen
+  passes are per rank) and ``train.quantization`` (QLoRA under FSDP needs bitsandbytes' quantised
+  storage in the shards).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Sequence
 
 import torch
@@ -43,56 +35,48 @@ from ftlab_local_peft.modeling import decoder, unwrap
 
 
 def active(group) -> bool:
-    """This run shards the model: several ranks and ``backend.distributed=fsdp``."""
+    """This run shards the base model: several ranks and ``backend.distributed=fsdp``."""
     return group.active and group.mode == "fsdp"
 
 
-def refuse(cfg, method: str, rt) -> None:
-    """What fsdp cannot do yet, refused before the model is sharded, each by its key."""
+def refuse(cfg) -> None:
+    """What fsdp cannot do yet, refused before anything loads, each by its key."""
     from ftlab_local_peft.loading import enum_value
 
     bad = []
-    if method != "lora":
+    method = enum_value(cfg.train.method)
+    if method not in ("lora", "none"):
         bad.append(f"train.method={method} (use train.method=lora, or backend.distributed=ddp)")
-    if enum_value(getattr(cfg.train, "quantization", "none")) != "none":
-        bad.append(f"train.quantization={enum_value(cfg.train.quantization)} (QLoRA runs with ddp or alone)")
-    if rt.amp == torch.float16:
-        bad.append("fp16 (backend.dtype, or auto on a GPU without bf16): use backend.dtype=bfloat16 or float32")
+    quant = enum_value(getattr(cfg.train, "quantization", "none"))
+    if quant != "none":
+        bad.append(f"train.quantization={quant} (QLoRA runs with ddp or alone)")
     if bad:
         raise ValueError("backend.distributed=fsdp does not support " + "; ".join(bad)
                          + " (docs/distributed.md, 'FSDP')")
 
 
-def shard(plan):
-    """Shard ``plan.model``'s decoder (each layer, then the decoder) and return the plan with its
-    parameters replaced by the sharded ones (the optimizer must be built on those)."""
+def shard_model(model, device: torch.device):
+    """Shard ``model``'s decoder (each layer, then the decoder) onto ``device``; the embeddings and
+    the LM head stay whole. ``model`` may sit in host memory: only the shards reach the device."""
     from torch.distributed.fsdp import fully_shard
 
-    names = {id(p): n for n, p in plan.model.named_parameters()}
-    lm, dec = unwrap(plan.model), decoder(plan.model)
+    lm, dec = unwrap(model), decoder(model)
     whole = {p for m in (lm.get_input_embeddings(), lm.get_output_embeddings()) if m is not None
              for p in m.parameters()}
     for layer in dec.layers:
         fully_shard(layer)
     fully_shard(dec, ignored_params=whole)
-    new = dict(plan.model.named_parameters())
-
-    def remap(params):
-        return [new[names[id(p)]] for p in params]
-
-    groups = [{**g, "params": remap(g["params"])} for g in plan.param_groups] if plan.param_groups else None
-    return dataclasses.replace(plan, params=remap(plan.params), param_groups=groups)
+    return model.to(device)  # what FSDP left whole (embeddings, LM head, buffers)
 
 
-def is_sharded(p) -> bool:
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(p, DTensor)
-
-
-def loss_scale(group) -> int:
-    """What each rank's loss is multiplied by so that FSDP's mean over the ranks is their sum."""
-    return group.world if active(group) else 1
+def weight_bytes(model) -> tuple[int, int]:
+    """(bytes of weights this rank holds, bytes of the whole model's weights)."""
+    here = whole = 0
+    for p in model.parameters():
+        local = p.to_local() if is_sharded(p) else p
+        here += local.numel() * local.element_size()
+        whole += p.numel() * p.element_size()
+    return here, whole
 
 
 def lockstep(batch: list[int], rows: list[int], share: float) -> tuple[list[int], float]:
@@ -100,55 +84,16 @@ def lockstep(batch: list[int], rows: list[int], share: float) -> tuple[list[int]
     return (rows, share) if rows else (batch[:1], 0.0)
 
 
-def clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """``clip_grad_norm_`` over sharded (DTensor) and whole gradients together."""
-    sharded = [p for p in params if is_sharded(p) and p.grad is not None]
-    whole = [p for p in params if not is_sharded(p) and p.grad is not None]
-    if not sharded:
-        return torch.nn.utils.clip_grad_norm_(whole, max_norm)
-    sq = torch.nn.utils.get_total_norm([p.grad for p in sharded]).full_tensor().float() ** 2
-    if whole:
-        sq = sq + torch.nn.utils.get_total_norm([p.grad for p in whole]).float().to(sq.device) ** 2
-    total = sq.sqrt()
-    if math.isfinite(float(total)):
-        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-        for p in sharded + whole:
-            p.grad.mul_(coef.item())
-    return total
+def even_shard(rows: Sequence, rank: int, world: int) -> tuple[list, int]:
+    """Rows ``rank::world``, padded to the longest rank's count with a repeated row; (rows, real count)."""
+    mine, most = list(rows[rank::world]), -(-len(rows) // world)
+    real = len(mine)
+    if rows and real < most:
+        mine += [mine[-1] if mine else rows[0]] * (most - real)
+    return mine, real
 
 
-def gather_trainable(model) -> dict[str, torch.Tensor]:
-    """Every trainable parameter whole, on every rank (a collective: all ranks call it), by name."""
-    out = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            out[name] = (p.full_tensor() if is_sharded(p) else p).detach().cpu().clone()
-    return out
+def is_sharded(p) -> bool:
+    from torch.distributed.tensor import DTensor
 
-
-def checkpoint_state(model, opt) -> tuple[dict, dict]:
-    """(whole trainable weights, whole optimizer state keyed by parameter name): a collective."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-    optim = get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return gather_trainable(model), optim
-
-
-def restore(model, opt, trainable: dict, optim: dict) -> None:
-    """Put whole weights and optimizer state (:func:`checkpoint_state`) back into this rank's shards."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-    from torch.distributed.tensor import distribute_tensor
-
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            if name not in trainable:
-                raise RuntimeError(f"the checkpoint has no weights for {name}: it was written for another model")
-            whole = trainable[name].to(device=p.device, dtype=p.dtype)
-            if is_sharded(p):  # this rank's slice of the whole tensor, cut as FSDP cut it (no collective)
-                p.to_local().copy_(distribute_tensor(whole, p.device_mesh, p.placements,
-                                                     src_data_rank=None).to_local())
-            else:
-                p.copy_(whole)
-    set_optimizer_state_dict(model, opt, optim, options=StateDictOptions(full_state_dict=True))
+    return isinstance(p, DTensor)

@@ -130,7 +130,7 @@ class Prefix:
         seen = {}
         hook = lm.model.norm.register_forward_hook(lambda _m, _i, o: seen.update(h=o.detach()))
         try:
-            with torch.inference_mode(), autocast(rt.device, rt.amp):
+            with rt.inference(), autocast(rt.device, rt.amp):
                 out = model(input_ids=torch.tensor([list(ids)], device=rt.device), use_cache=True,
                             logits_to_keep=1)
         finally:
@@ -254,7 +254,7 @@ def score_labels(model, prompts: Sequence[Sequence[int]], labels: Sequence[str],
     lengths = torch.tensor([len(c) for c in conts], dtype=torch.float32)
     n0 = common_prefix(prompts, keep_tokens) if share_prefix else 0
     prefix = Prefix.compute(model, prompts[0][:n0], rt) if n0 else None
-    with torch.inference_mode(), progress_bar(len(prompts), "score_labels", rt.progress) as bar:
+    with rt.inference(), progress_bar(len(prompts), "score_labels", rt.progress) as bar:
         for idx in length_batches(prompts, batch_size):
             t0 = time.perf_counter()
             keep = None if on_cache is None else (lambda w, c, idx=idx: on_cache(idx, prefix, w, c))
@@ -310,7 +310,7 @@ def length_and_beam_kwargs(decoding) -> dict:
 
 
 def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pad_id: int,
-             decoding, seed: int, rt: Runtime) -> list[dict]:
+             decoding, seed: int, rt: Runtime, synced: bool = False) -> list[dict]:
     """Greedy (temperature 0) or sampled (temperature/top-p, seeded) continuations: length-grouped,
     left-padded batches through ``generate`` with its KV cache; a batch stops when every row has
     produced the end token or a ``decoding.stop`` string; specials stripped, text cut at the stop."""
@@ -325,7 +325,9 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], end_id: int, pa
         kw.update(temperature=decoding.temperature, top_p=decoding.top_p, top_k=0)
     kw.update(length_and_beam_kwargs(decoding))
     torch.manual_seed(getattr(decoding, "seed", seed))  # sampling only; greedy decoding draws nothing
-    with cast_once(model, rt.bf16), torch.inference_mode(), \
+    if synced:  # a sharded model (fsdp): every rank steps until all have finished
+        kw["synced_gpus"] = True
+    with cast_once(model, rt.bf16 and not synced), rt.inference(), \
             progress_bar(len(prompts), "generate", rt.progress) as bar:
         for idx in length_batches(prompts, decoding.batch_size):
             t0 = time.perf_counter()

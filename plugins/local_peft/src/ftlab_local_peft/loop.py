@@ -87,17 +87,13 @@ def train(method, session, job) -> tuple[Plan, tuple, dict]:
     """Seed, let ``method`` plan (it builds the adapter, so the seed fixes its initialisation), fit.
 
     Returns ``(plan, history rows, metrics)``; ``plan.model`` is the tuned model."""
-    cfg, sharded = session.cfg, fsdp.active(distributed.current())
-    if sharded:
-        fsdp.refuse(cfg, method.NAME, session.rt)
+    cfg = session.cfg
     seed_everything(cfg.train.seed)
     plan = method.prepare(session, job)
     check_plan_memory(plan, session)  # before the first step: refuse what would run out of memory
     checkpointing = cfg.backend.gradient_checkpointing and hasattr(plan.model, "gradient_checkpointing_enable")
     if checkpointing:
         plan.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if sharded:  # before the optimizer is built: it must hold the sharded parameters
-        plan = fsdp.shard(plan)
     try:
         history, metrics = fit(plan, job, cfg, session.ctx, session.rt)
     finally:
@@ -117,8 +113,7 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
 
     tc, bc = cfg.train, cfg.backend
     group = distributed.current()
-    lockstep, scale = fsdp.active(group), fsdp.loss_scale(group)
-    clip = fsdp.clip_grad_norm if lockstep else torch.nn.utils.clip_grad_norm_
+    lockstep = fsdp.active(group)  # the base is sharded: every rank runs every micro-batch's forward
     model = plan.model
     n_items = len(plan.lengths)
     bs, ga = tc.batch_size, tc.gradient_accumulation_steps
@@ -133,7 +128,7 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
     group.checkpoint(ckpt_dir)  # a follower resumes from rank 0's checkpoint
     fp = fingerprint(cfg, job)
     amp = rt.stepper()  # grad scaler in fp16, XLA step marker on a TPU; plain backward/step otherwise
-    state = load_checkpoint(ckpt_dir, model, opt, sched, fp, amp.scaler, sharded=lockstep) or {}
+    state = load_checkpoint(ckpt_dir, model, opt, sched, fp, amp.scaler) or {}
     step, history = state.get("step", 0), list(state.get("history", []))
     window, epochs_done = list(state.get("window", [])), state.get("epochs_done", 0)
     tokens, t0 = 0, time.perf_counter()
@@ -163,14 +158,14 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
                 rows, share = fsdp.lockstep(batch, rows, share)
             if rows:
                 loss, n_tok = plan.loss(rows)
-                amp.backward(loss * (share * scale / ga))
+                amp.backward(loss * share / ga)
                 step_loss += loss.detach().item() * share / ga
                 step_tokens += 0 if idle else n_tok
         step_loss, step_tokens = group.sum_grads(plan.params, step_loss, step_tokens)
         tokens += step_tokens
         amp.unscale(opt)
         if bc.max_grad_norm > 0:
-            clip(plan.params, bc.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(plan.params, bc.max_grad_norm)
         lr = sched.get_last_lr()[0]
         amp.step(opt)
         sched.step()
@@ -193,12 +188,10 @@ def fit(plan: Plan, job, cfg, ctx, rt: Runtime):
             # a search may prune the run here (ctx.report raises ftlab.contract.Pruned); its step is
             # the epochs begun, a unit every trial shares whatever its batch size
             ctx.report({"train/eval_loss": value}, math.ceil(epoch - 1e-9))
-        if bc.checkpoint_steps > 0 and step % bc.checkpoint_steps == 0 and step < total:
-            gathered = fsdp.checkpoint_state(model, opt) if lockstep else None  # every rank, under fsdp
-            if group.main:
-                save_checkpoint(ckpt_dir, model, opt, sched,
-                                {"fingerprint": fp, "step": step, "history": history,
-                                 "window": window, "epochs_done": epochs_done}, amp.scaler, gathered)
+        if bc.checkpoint_steps > 0 and step % bc.checkpoint_steps == 0 and step < total and group.main:
+            save_checkpoint(ckpt_dir, model, opt, sched,
+                            {"fingerprint": fp, "step": step, "history": history,
+                             "window": window, "epochs_done": epochs_done}, amp.scaler)
     bar.close()
     model.eval()
     train_s = time.perf_counter() - t0

@@ -175,10 +175,9 @@ class LocalPeftConfig(BackendConfig):
     """Show progress bars (tqdm) for training and prediction."""
     distributed: str = "ddp"
     """When a launcher starts several processes (``ftlab launch``): ddp (each rank holds the whole model,
-    its rows of every batch and the summed gradients; docs/distributed.md). fsdp (FSDP2: each decoder
-    layer's weights and LoRA optimizer state sharded over the ranks while training, for a base whose
-    training does not fit one device; train.method=lora, no QLoRA, no fp16; prediction runs on whole
-    weights again). One process: ignored."""
+    its rows of every batch and the summed gradients; docs/distributed.md). fsdp (FSDP2: the frozen base's
+    decoder layers sharded over the ranks for training and prediction, LoRA whole on every rank; for a
+    base that does not fit one device; train.method=lora, no QLoRA). One process: ignored."""
     distributed_timeout_s: int = at_least(1, 1800)
     """How long a rank waits for the others (torch.distributed's collective timeout)."""
     ray_train: RayTrainConfig = field(default_factory=RayTrainConfig)

@@ -62,7 +62,7 @@ def prepare(session, job) -> Plan:
 
     def eval_loss():
         bs = tc.batch_size
-        with torch.inference_mode():
+        with rt.inference():
             parts = [lm_loss(model, eval_feats[i:i + bs], [1.0] * len(eval_feats[i:i + bs]), pad_id, rt)[0]
                      for i in range(0, len(eval_feats), bs)]
         return float(torch.stack(parts).mean())
