@@ -276,6 +276,52 @@ def test_fsdp_shards_the_base_and_trains_lora_like_one_process_with_an_idle_rank
     assert got[0]["shards"] == [0, 2, 4] and got[1]["shards"] == [1, 3, 3]
 
 
+def _tied_llama():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+
+
+def _load_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from ftlab_local_peft import fsdp
+    from ftlab_local_peft.distributed import Group
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    g, calls = Group(rank=rank, world=world, mode="fsdp", cpu=dist.group.WORLD), []
+    model = fsdp.load_sharded(lambda: calls.append(rank) or _tied_llama(), g, torch.device("cpu"))
+    ids = torch.randint(0, 64, (3, 6), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    Path(out, f"{rank}.json").write_text(json.dumps({
+        "calls": calls, "tied": model.lm_head.weight is model.model.embed_tokens.weight,
+        "meta": any(p.is_meta for p in model.parameters()), "logits": logits.tolist(),
+        "inv_freq": model.model.rotary_emb.inv_freq.tolist()}))
+    dist.destroy_process_group()
+
+
+def test_fsdp_reads_the_base_once_and_broadcasts_it_into_the_shards(tmp_path):
+    import torch
+    import torch.multiprocessing as mp
+
+    mp.spawn(_load_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    ref = _tied_llama()
+    ids = torch.randint(0, 64, (3, 6), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = ref(input_ids=ids).logits
+    for r in (0, 1):
+        got = json.loads((tmp_path / f"{r}.json").read_text())
+        assert got["calls"] == ([0] if r == 0 else [])  # only rank 0 read the weights
+        assert got["tied"] and not got["meta"]  # the follower's meta model got storage, tied again
+        assert torch.tensor(got["inv_freq"]) == pytest.approx(ref.model.rotary_emb.inv_freq, abs=0)
+        assert torch.tensor(got["logits"]) == pytest.approx(want, abs=1e-5)
+
+
 @pytest.mark.slow
 def test_a_killed_fsdp_run_resumes_from_its_checkpoint_and_matches_one_process(single, tmp_path):
     run_dir, db = tmp_path / "run", tmp_path / "mlflow.db"

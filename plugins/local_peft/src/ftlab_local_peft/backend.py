@@ -101,17 +101,19 @@ class LocalPeftBackend:
         self._load_s = time.perf_counter() - t0
 
     def _load_base(self):
-        """The base model on this rank's device, its identity tagged; under fsdp loaded into host memory
-        and only this rank's shards moved to the device."""
+        """The base model on this rank's device, its identity tagged; under fsdp read by rank 0 into host
+        memory and only each rank's shards placed on its device (:func:`fsdp.load_sharded`)."""
         import torch
 
-        sharded = fsdp.active(self.group)
-        model = loading.load_model(self.cfg.model, self.cfg.backend, torch.device("cpu") if sharded else self.rt.device,
-                                   len(self._tok), self._tok, self.quantization, self.rt.amp)
-        self.ctx.set_tags(loading.model_identity(self.cfg.model, self._tok, model))  # whole weights' hash
-        if not sharded:
+        def load(device):
+            model = loading.load_model(self.cfg.model, self.cfg.backend, device, len(self._tok), self._tok,
+                                       self.quantization, self.rt.amp)
+            self.ctx.set_tags(loading.model_identity(self.cfg.model, self._tok, model))  # whole weights' hash
             return model
-        model = fsdp.shard_model(model, self.rt.device)
+
+        if not fsdp.active(self.group):
+            return load(self.rt.device)
+        model = fsdp.load_sharded(lambda: load(torch.device("cpu")), self.group, self.rt.device)
         here, whole = fsdp.weight_bytes(model)
         self.ctx.set_tags({"local_peft.fsdp_rank0_weights_gib": f"{here / 2**30:.4g}",
                            "local_peft.fsdp_whole_weights_gib": f"{whole / 2**30:.4g}"})

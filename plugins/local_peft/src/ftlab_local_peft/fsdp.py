@@ -1,9 +1,9 @@
 """``backend.distributed=fsdp``: the frozen base model sharded over the ranks (FSDP2), LoRA replicated.
 
-DDP (:mod:`~ftlab_local_peft.distributed`) holds the whole base model on every rank. Under fsdp the
-base is loaded into host memory, each decoder layer and the decoder itself become
-``torch.distributed.fsdp.fully_shard`` units (:func:`shard_model`), and the shards move to the
-device: a rank keeps 1/N of the frozen weights, all-gathers a layer's weights just before the layer
+DDP (:mod:`~ftlab_local_peft.distributed`) holds the whole base model on every rank. Under fsdp
+rank 0 loads the base into host memory and the others build it on the meta device, each decoder
+layer and the decoder itself become ``torch.distributed.fsdp.fully_shard`` units (:func:`shard_model`)
+and rank 0's weights are broadcast into the shards on the devices (:func:`load_sharded`): a rank keeps 1/N of the frozen weights, all-gathers a layer's weights just before the layer
 runs and frees them after, in the forward pass and again in the backward pass. The LoRA adapters
 are injected afterwards: small, whole on every rank and trained exactly as under ddp (each rank's
 rows of every global batch, weighted by their share, one all-reduce of the adapter gradients per
@@ -57,7 +57,8 @@ def refuse(cfg) -> None:
 
 def shard_model(model, device: torch.device):
     """Shard ``model``'s decoder (each layer, then the decoder) onto ``device``; the embeddings and
-    the LM head stay whole. ``model`` may sit in host memory: only the shards reach the device."""
+    the LM head stay whole. ``model`` may sit in host memory: only the shards reach the device (FSDP
+    moves one layer at a time). A model on the meta device stays there (:func:`load_sharded`)."""
     from torch.distributed.fsdp import fully_shard
 
     lm, dec = unwrap(model), decoder(model)
@@ -66,7 +67,37 @@ def shard_model(model, device: torch.device):
     for layer in dec.layers:
         fully_shard(layer)
     fully_shard(dec, ignored_params=whole)
+    if any(p.is_meta for p in model.parameters()):
+        return model
     return model.to(device)  # what FSDP left whole (embeddings, LM head, buffers)
+
+
+def load_sharded(load, group, device: torch.device):
+    """The base model sharded over the ranks, read from disk once: rank 0 runs ``load()`` (into host
+    memory), every other rank builds the same architecture on the meta device (no memory), all shard
+    it, and rank 0's weights and buffers are broadcast into every rank's shards
+    (``torch.distributed.checkpoint``'s ``broadcast_from_rank0``). Host memory holds one copy."""
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    model = load() if group.main else None
+    box = [model.config if group.main else None]
+    dist.broadcast_object_list(box, src=0, group=group.cpu)
+    if not group.main:
+        from transformers import AutoModelForCausalLM
+
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(box[0])
+    full = model.state_dict() if group.main else {}
+    model = shard_model(model, device)
+    if not group.main:
+        model.to_empty(device=device)
+        model.tie_weights()  # to_empty gave the tied LM head storage of its own
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    del full
+    for buf in model.buffers():  # not in the state dict (rotary frequencies): rank 0's, not to_empty's
+        dist.broadcast(buf, src=0)
+    return model.eval()
 
 
 def weight_bytes(model) -> tuple[int, int]:
