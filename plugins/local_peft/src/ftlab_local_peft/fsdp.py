@@ -2,9 +2,10 @@
 
 DDP (:mod:`~ftlab_local_peft.distributed`) holds the whole base model on every rank. Under fsdp
 rank 0 loads the base into host memory and the others build it on the meta device, each decoder
-layer and the decoder itself become ``torch.distributed.fsdp.fully_shard`` units (:func:`shard_model`)
-and rank 0's weights are broadcast into the shards on the devices (:func:`load_sharded`): a rank keeps 1/N of the frozen weights, all-gathers a layer's weights just before the layer
-runs and frees them after, in the forward pass and again in the backward pass. The LoRA adapters
+layer and the decoder itself become ``torch.distributed.fsdp.fully_shard`` units
+(:func:`shard_model`) and rank 0's weights are broadcast into the shards on the devices
+(:func:`load_sharded`): a rank keeps 1/N of the frozen weights, all-gathers a layer's weights just
+before the layer runs and frees them after, in the forward pass and again in the backward pass. The LoRA adapters
 are injected afterwards: small, whole on every rank and trained exactly as under ddp (each rank's
 rows of every global batch, weighted by their share, one all-reduce of the adapter gradients per
 step), so the numbers are ddp's, and so are checkpoints, resume and saved adapters. That is ZeRO-3
@@ -81,13 +82,14 @@ def load_sharded(load, group, device: torch.device):
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
     model = load() if group.main else None
-    box = [model.config if group.main else None]
+    box = [(model.config, next(model.parameters()).dtype) if group.main else None]
     dist.broadcast_object_list(box, src=0, group=group.cpu)
     if not group.main:
         from transformers import AutoModelForCausalLM
 
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(box[0])
+        config, dtype = box[0]
+        with torch.device("meta"):  # rank 0's dtype, not the one the config names: the shards must match
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     full = model.state_dict() if group.main else {}
     model = shard_model(model, device)
     if not group.main:
